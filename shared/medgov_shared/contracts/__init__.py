@@ -1,0 +1,1 @@
+"""Event contracts: the CloudEvents envelope, payload models and the topic registry."""

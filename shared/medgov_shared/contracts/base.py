@@ -1,0 +1,38 @@
+"""Base class of every event payload."""
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from medgov_shared.contracts.guards import reject_naive_datetimes, reject_personal_data
+
+
+class EventPayload(BaseModel):
+    """The `data` of a CloudEvent: frozen, validated, free of direct identifiers.
+
+    Subclasses set `event_type` (the CloudEvents `type`), `schema_version` and
+    `key_field` (the payload field whose value is the Kafka key and the
+    CloudEvents `subject`). Unknown fields are ignored so that an additive
+    change by a producer never breaks an older consumer.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    key_field: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_direct_identifiers(cls, data: Any) -> Any:
+        reject_personal_data(data)
+        reject_naive_datetimes(data)
+        return data
+
+    @classmethod
+    def dataschema(cls) -> str:
+        return f"urn:medgov:events:{cls.event_type}:v{cls.schema_version}"
+
+    @property
+    def key(self) -> str:
+        return str(getattr(self, self.key_field))

@@ -1,0 +1,79 @@
+"""The CloudEvents 1.0 envelope in structured JSON mode.
+
+Every message on a medgov topic is one JSON object with the CloudEvents
+context attributes, the extension attributes `region`, `correlationid` and
+`causationid`, and the payload under `data`. W3C trace context travels in the
+Kafka headers, not in the envelope.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from medgov_shared.contracts.base import EventPayload
+from medgov_shared.contracts.types import Region, UtcDatetime, field
+
+
+class Envelope(BaseModel):
+    """A CloudEvent whose `data` is still a plain JSON object."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = field("CloudEvents specification version.", "1.0", default="1.0")
+    id: uuid.UUID = field("Unique event id; consumers deduplicate on it.", "0b7c1f5e-3f5a-4c55-9d8e-0c4c6c3d9a11")
+    source: str = field(
+        "Producer: 'medgov/<service>' or 'medgov/hospital/<institution_id>'.", "medgov/consent", min_length=1
+    )
+    type: str = field("Event name in PascalCase.", "ConsentRevoked", min_length=1)
+    time: UtcDatetime = field("When the event happened, timezone-aware UTC.", "2026-12-04T09:00:00Z")
+    subject: str = field("Aggregate id; equal to the Kafka key.", "daegu.k1.4f2a...", min_length=1)
+    dataschema: str = field("Versioned schema of `data`.", "urn:medgov:events:ConsentRevoked:v1")
+    datacontenttype: Literal["application/json"] = "application/json"
+    region: Region = field("Region where the event was produced.", "daegu")
+    correlationid: uuid.UUID = field("Id shared by every event of one business flow.", "5d0e0f7c-8a55-4f07-a7b4-1f7e5d8e2c10")
+    causationid: uuid.UUID | None = field("Id of the event that caused this one, if any.", None, default=None)
+    data: dict[str, Any] = Field(description="The event payload.")
+
+    @property
+    def schema_version(self) -> int:
+        tail = self.dataschema.rsplit(":v", 1)
+        return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 1
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Envelope":
+        return cls.model_validate_json(raw)
+
+
+def wrap(
+    payload: EventPayload,
+    *,
+    source: str,
+    region: Region | str,
+    correlation_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    time: datetime | None = None,
+) -> Envelope:
+    """Put a payload into a new envelope; a new flow gets a new correlation id."""
+    new_id = event_id or uuid.uuid4()
+    when = time or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValueError("event time is a naive datetime; give a time zone (UTC expected)")
+    return Envelope(
+        id=new_id,
+        source=source,
+        type=payload.event_type,
+        time=when,
+        subject=payload.key,
+        dataschema=payload.dataschema(),
+        region=Region(region),
+        correlationid=correlation_id or new_id,
+        causationid=causation_id,
+        data=payload.model_dump(mode="json"),
+    )

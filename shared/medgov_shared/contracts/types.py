@@ -1,0 +1,72 @@
+"""Value types shared by the event payloads."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+
+class Region(StrEnum):
+    DAEGU = "daegu"
+    DAEJEON = "daejeon"
+    GWANGJU = "gwangju"
+
+
+class DataEnvironment(StrEnum):
+    FEDERATED_LEARNING = "federated_learning"
+    SECURE_ENCLAVE = "secure_enclave"
+    PSEUDONYMIZED_EXTRACT = "pseudonymized_extract"
+
+
+class LegalBasis(StrEnum):
+    """Legal basis under PIPA for processing the dataset."""
+
+    CONSENT = "consent"
+    PSEUDONYMIZED_RESEARCH = "pseudonymized_research"
+    ANONYMOUS = "anonymous"
+
+
+class Board(StrEnum):
+    IRB = "IRB"
+    DRB = "DRB"
+
+
+class Vote(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REVISE = "revise"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# Every timestamp on the bus is timezone-aware and normalized to UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+InstitutionId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$"),
+    Field(description="Registered institution id (lower-case, used in topic names).", examples=["knuh"]),
+]
+
+# GA4GH Data Use Ontology codes, e.g. GRU, HMB, DS:<disease>, NCU, IRB.
+DuoCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^(GRU|HMB|DS(:[A-Za-z0-9._-]+)?|POA|NRES|NCU|NPU|NMDS|GSO|IRB|RS(:[A-Za-z0-9._-]+)?|PUB|COL|RTN|TS|GS|IS|PS|US|MOR|NPUNCU|DUO:\d{7})$"),
+    Field(description="GA4GH Data Use Ontology code.", examples=["HMB"]),
+]
+
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+
+
+def field(description: str, example: Any, **kwargs: Any) -> Any:
+    """Declare a payload field with its description and one example (both feed the AsyncAPI doc)."""
+    return Field(description=description, examples=[example], **kwargs)
