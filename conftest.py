@@ -1,0 +1,1 @@
+pytest_plugins = ["medgov_shared.testing.fixtures"]

@@ -1,0 +1,1 @@
+"""PostgreSQL access: connection pools, migrations and the messaging tables."""

@@ -1,0 +1,1 @@
+"""Messaging runtime: outbox, relay, inbox-guarded consumer and dead letters. No business rules."""

@@ -1,0 +1,62 @@
+"""The unit of work a handler or an HTTP route gets: one connection in one transaction."""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from medgov_shared.clock import Clock
+from medgov_shared.contracts.base import EventPayload
+from medgov_shared.contracts.envelope import Envelope
+from medgov_shared.messaging.outbox import Outbox
+
+
+class RejectEvent(Exception):
+    """Raised by a handler for an event that can never be applied (bad input from outside).
+
+    The consumer dead-letters it at once with this message as the reason,
+    without retries, and goes on with the next event.
+    """
+
+
+class TransientError(Exception):
+    """Raised for a failure that may pass (a lock timeout, a dependency away); the event is retried later."""
+
+
+@dataclass
+class HandlerContext:
+    connection: asyncpg.Connection
+    outbox: Outbox
+    clock: Clock
+    incoming: Envelope | None = None
+    correlation_id: uuid.UUID | None = None
+    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("medgov.handler"))
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    async def emit(
+        self,
+        payload: EventPayload,
+        *,
+        event_id: uuid.UUID | None = None,
+        time: datetime | None = None,
+        topic: str | None = None,
+    ) -> Envelope:
+        """Write `payload` to the outbox in this transaction, linked to the event being handled."""
+        correlation = self.correlation_id or (self.incoming.correlationid if self.incoming else None)
+        envelope = await self.outbox.add(
+            self.connection,
+            payload,
+            correlation_id=correlation,
+            causation_id=self.incoming.id if self.incoming else None,
+            event_id=event_id,
+            time=time or self.now(),
+            topic=topic,
+        )
+        if self.correlation_id is None:
+            # Later events of the same unit of work share the first one's flow id.
+            self.correlation_id = envelope.correlationid
+        return envelope

@@ -1,0 +1,51 @@
+"""Dead-letter records: the original message plus the reason in headers."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from medgov_shared.contracts.registry import dlq_topic
+
+# Header names on every dead-letter record; operators' replay tooling reads them.
+REASON = "medgov-dlq-reason"
+ERROR = "medgov-dlq-error"
+ORIGINAL_TOPIC = "medgov-dlq-original-topic"
+ORIGINAL_PARTITION = "medgov-dlq-original-partition"
+ORIGINAL_OFFSET = "medgov-dlq-original-offset"
+CONSUMER_GROUP = "medgov-dlq-consumer-group"
+ATTEMPTS = "medgov-dlq-attempts"
+FAILED_AT = "medgov-dlq-failed-at"
+
+_MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str  # short machine-readable reason, e.g. invalid_envelope
+    error: str  # human-readable message naming the field or cause; never the payload
+    attempts: int
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer, record: ConsumerRecord, letter: DeadLetter, *, consumer_group: str
+) -> None:
+    """Publish the original bytes to `<topic>.dlq` and wait for the broker's acknowledgement."""
+    original = [(key, value) for key, value in (record.headers or ()) if value is not None]
+    headers = original + [
+        (REASON, letter.reason.encode()),
+        (ERROR, letter.error[:_MAX_ERROR_CHARS].encode("utf-8", "replace")),
+        (ORIGINAL_TOPIC, record.topic.encode()),
+        (ORIGINAL_PARTITION, str(record.partition).encode()),
+        (ORIGINAL_OFFSET, str(record.offset).encode()),
+        (CONSUMER_GROUP, consumer_group.encode()),
+        (ATTEMPTS, str(letter.attempts).encode()),
+        (FAILED_AT, datetime.now(UTC).isoformat().encode()),
+    ]
+    await producer.send_and_wait(dlq_topic(record.topic), value=record.value, key=record.key, headers=headers)
+
+
+def headers_dict(headers: list[tuple[str, bytes | None]] | tuple) -> dict[str, str]:
+    """Decode headers for display, replacing bytes that are not UTF-8."""
+    return {key: (value or b"").decode("utf-8", "replace") for key, value in headers}

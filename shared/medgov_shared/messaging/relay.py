@@ -1,0 +1,165 @@
+"""Outbox relay: publishes committed outbox rows to Kafka in position order.
+
+It wakes on NOTIFY from the outbox insert trigger and polls as a fallback
+(a NOTIFY is lost while the listening connection is down). One replica at a
+time relays, held by a transaction-level advisory lock, because two relays
+claiming different rows could reorder events of one key. A row is marked
+sent only after the broker acknowledged it; a crash in between publishes it
+again, and consumers drop the duplicate through their inbox.
+"""
+
+import asyncio
+import time
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from opentelemetry.trace import SpanKind
+
+from medgov_shared.messaging.errors import CONNECTION_ERRORS
+from medgov_shared.observability import metrics
+from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
+
+log = structlog.get_logger(__name__)
+_tracer = tracer(__name__)
+
+# Arbitrary constant naming the relay's leader lock in pg_advisory locks.
+_RELAY_LOCK_ID = 0x6D656467_6F760001
+
+_CHANNEL = "medgov_outbox"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        service: str,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        poll_interval_s: float = 1.0,
+        batch_size: int = 500,
+    ) -> None:
+        self.service = service
+        self.pool = pool
+        self.producer = producer
+        self.poll_interval_s = poll_interval_s
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self.last_success_monotonic: float | None = None
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                await self._ensure_listener()
+                published = await self.publish_pending()
+                backoff = 0.2
+                if published >= self.batch_size:
+                    continue  # more rows are waiting
+                await self._wait_for_work()
+            except CONNECTION_ERRORS as error:
+                log.warning("outbox relay cannot reach the database or broker; retrying",
+                            error=f"{type(error).__name__}: {error}", retry_in_s=backoff)
+                await self._drop_listener()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        await self._drop_listener()
+
+    async def _wait_for_work(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = await self.pool.acquire()
+        await self._listener.add_listener(_CHANNEL, self._on_notify)
+
+    async def _drop_listener(self) -> None:
+        if self._listener is None:
+            return
+        listener, self._listener = self._listener, None
+        try:
+            await listener.remove_listener(_CHANNEL, self._on_notify)
+        except CONNECTION_ERRORS:
+            pass
+        try:
+            await self.pool.release(listener)
+        except CONNECTION_ERRORS:
+            listener.terminate()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows; return how many were published."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            is_leader = await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK_ID)
+            if not is_leader:
+                return 0
+            rows = await connection.fetch(
+                "SELECT position, event_id, topic, key, event_type, value, headers FROM outbox "
+                "WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY position LIMIT $1",
+                self.batch_size,
+            )
+            if not rows:
+                metrics.OUTBOX_BACKLOG.labels(self.service).set(0)
+                self.last_success_monotonic = time.monotonic()
+                return 0
+            sent, failed = await self._send(rows)
+            if sent:
+                await connection.execute(
+                    "UPDATE outbox SET sent_at = now() WHERE position = ANY($1::bigint[])", sent
+                )
+            for position, error in failed:
+                await connection.execute(
+                    "UPDATE outbox SET failed_at = now(), last_error = $2 WHERE position = $1", position, error
+                )
+            backlog = await connection.fetchval(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
+            )
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
+        self.last_success_monotonic = time.monotonic()
+        return len(sent)
+
+    async def _send(self, rows: list[asyncpg.Record]) -> tuple[list[int], list[tuple[int, str]]]:
+        deliveries = []
+        for row in rows:
+            parent = context_from_headers(row["headers"] or {})
+            with _tracer.start_as_current_span(
+                f"{row['topic']} publish {row['event_type']}", context=parent, kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"],
+                            "messaging.message.id": str(row["event_id"])},
+            ):
+                headers = [("content-type", b"application/cloudevents+json")]
+                headers += [(name, value.encode()) for name, value in inject_headers().items()]
+                future = await self.producer.send(
+                    row["topic"], value=bytes(row["value"]), key=row["key"].encode(), headers=headers
+                )
+            deliveries.append((row, future))
+
+        sent: list[int] = []
+        failed: list[tuple[int, str]] = []
+        for row, future in deliveries:
+            try:
+                await future
+            except MessageSizeTooLargeError as error:
+                message = f"broker rejected {row['event_type']} as too large: {error}"
+                log.error("outbox row can never be published", position=row["position"],
+                          event_id=str(row["event_id"]), error=message)
+                metrics.OUTBOX_FAILED.labels(self.service, "too_large").inc()
+                failed.append((row["position"], message))
+                continue
+            sent.append(row["position"])
+            metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+        return sent, failed

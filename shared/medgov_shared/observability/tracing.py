@@ -1,0 +1,60 @@
+"""OpenTelemetry tracing with W3C trace context carried in Kafka headers."""
+
+from collections.abc import Iterable, Sequence
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+KafkaHeaders = Sequence[tuple[str, bytes | None]]
+
+_TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+
+def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
+    """Install a tracer provider once per process; export over OTLP when an endpoint is set.
+
+    Without an endpoint spans are still created (so trace ids propagate) but
+    not exported. Tests install their own provider with an in-memory exporter
+    first, and this function then leaves it alone.
+    """
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": f"medgov-{service}"}))
+    if otlp_endpoint:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as error:  # the exporter is an optional dependency of the image
+            raise RuntimeError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp-proto-http is not installed"
+            ) from error
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    trace.set_tracer_provider(provider)
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject_headers() -> dict[str, str]:
+    """Return the current trace context as a plain dict (stored with outbox rows)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from_headers(headers: Iterable[tuple[str, bytes | None]] | dict[str, str]) -> context.Context:
+    """Build a parent context from Kafka headers, ignoring values that are null or not UTF-8."""
+    carrier: dict[str, str] = {}
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:
+        if key not in _TRACE_HEADERS or value is None:
+            continue
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        carrier[key] = value
+    return propagate.extract(carrier)

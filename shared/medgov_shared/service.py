@@ -1,0 +1,275 @@
+"""Composition of one service: database, outbox relay, consumer, periodic jobs and the HTTP app.
+
+Each service's `main.py` builds a `Service` with its settings, migrations,
+handlers and routers; `Service.app()` returns the FastAPI application whose
+lifespan starts and stops everything in order.
+"""
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import structlog
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from medgov_shared.asyncapi import asyncapi_yaml
+from medgov_shared.clock import Clock, SystemClock
+from medgov_shared.contracts.registry import INBOUND_TOPIC_PATTERN, topic_of
+from medgov_shared.db.migrate import upgrade_async
+from medgov_shared.db.pool import create_pool, ensure_database
+from medgov_shared.messaging.consumer import EventConsumer, Handler
+from medgov_shared.messaging.context import HandlerContext
+from medgov_shared.messaging.errors import CONNECTION_ERRORS
+from medgov_shared.messaging.kafka import producer_options
+from medgov_shared.messaging.outbox import Outbox
+from medgov_shared.messaging.relay import OutboxRelay
+from medgov_shared.messaging.topics import ensure_topics
+from medgov_shared.observability.logging import configure_logging
+from medgov_shared.observability.tracing import configure_tracing
+from medgov_shared.settings import ServiceSettings
+from medgov_shared.web.auth import TokenVerifier
+
+log = structlog.get_logger(__name__)
+
+Job = Callable[[HandlerContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A job run every `interval_s` in its own unit of work (e.g. the SLA clock tick)."""
+
+    name: str
+    interval_s: float
+    run: Job
+
+
+def consumed_topics_pattern(topics: Sequence[str], *, inbound: bool) -> str:
+    """One regex for the service topics a service reads, plus every hospital's inbound topic."""
+    alternatives = [t.replace(".", r"\.") for t in topics]
+    if inbound:
+        alternatives.append(INBOUND_TOPIC_PATTERN.strip("^$").replace(r"([a-z][a-z0-9-]{1,31})", r"[a-z][a-z0-9-]{1,31}"))
+    if not alternatives:
+        raise ValueError("a consumer needs at least one topic")
+    return "^(" + "|".join(alternatives) + ")$"
+
+
+class Service:
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        migrations: Path,
+        handlers: Mapping[str, Handler],
+        consumes: Sequence[str] = (),
+        consume_inbound: bool = False,
+        routers: Sequence[APIRouter] = (),
+        jobs: Sequence[PeriodicJob] = (),
+        clock: Clock | None = None,
+        title: str | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self.settings = settings
+        self.migrations = migrations
+        self.handlers = dict(handlers)
+        self.consumes = tuple(consumes)
+        self.consume_inbound = consume_inbound
+        self.routers = tuple(routers)
+        self.jobs = tuple(jobs)
+        self.clock: Clock = clock or SystemClock()
+        self.title = title or f"medgov {settings.service_name}"
+        self.pool_size = pool_size
+        self.topic = topic_of(settings.service_name).name
+        self.outbox = Outbox(
+            source=settings.source,
+            region=settings.region.value,
+            topic=self.topic,
+            max_message_bytes=settings.kafka_max_message_bytes,
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.consumer: EventConsumer | None = None
+        self.relay: OutboxRelay | None = None
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    # -- resources ---------------------------------------------------------------
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "Service.start() was not called"
+        return self._pool
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "Service.start() was not called"
+        return self._producer
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self, *, correlation_id: uuid.UUID | None = None) -> AsyncIterator[HandlerContext]:
+        """One transaction for an HTTP command or a job; events emitted in it reach the outbox atomically."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            yield HandlerContext(
+                connection=connection, outbox=self.outbox, clock=self.clock, correlation_id=correlation_id
+            )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.settings
+        configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
+        if settings.create_database:
+            await ensure_database(settings.database_url)
+        await upgrade_async(self.migrations, settings.database_url)
+        self._pool = await create_pool(settings.database_url, max_size=self.pool_size)
+        if settings.create_topics:
+            await ensure_topics(settings)
+        self._producer = AIOKafkaProducer(**producer_options(settings))
+        await self._producer.start()
+
+        self.relay = OutboxRelay(
+            service=settings.service_name, pool=self.pool, producer=self.producer,
+            poll_interval_s=settings.relay_poll_interval_s,
+        )
+        self._tasks["relay"] = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        if self.handlers:
+            self.consumer = EventConsumer(
+                settings=settings, pool=self.pool, outbox=self.outbox, clock=self.clock,
+                handlers=self.handlers, pattern=consumed_topics_pattern(self.consumes, inbound=self.consume_inbound),
+                dlq_producer=self.producer,
+            )
+            await self.consumer.start()
+            self._tasks["consumer"] = asyncio.create_task(self.consumer.run(), name="consumer")
+        for job in self.jobs:
+            self._tasks[f"job:{job.name}"] = asyncio.create_task(self._run_job(job), name=job.name)
+        log.info("service started", service=settings.service_name, region=settings.region.value,
+                 topic=self.topic, consumes=list(self.consumes), inbound=self.consume_inbound)
+
+    async def stop(self) -> None:
+        """Drain the in-flight batch (or abandon it uncommitted after the drain timeout), then close."""
+        log.info("service stopping", service=self.settings.service_name)
+        if self.consumer is not None:
+            self.consumer.request_stop()
+        if self.relay is not None:
+            self.relay.request_stop()
+        for name, task in list(self._tasks.items()):
+            if name.startswith("job:"):
+                task.cancel()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout_s)
+            for task in pending:
+                # Cancelling rolls back the open transaction; its offsets were never committed.
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.consumer is not None:
+            await self.consumer.close()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service stopped", service=self.settings.service_name)
+
+    async def _run_job(self, job: PeriodicJob) -> None:
+        while True:
+            try:
+                async with self.unit_of_work() as context:
+                    await job.run(context)
+            except asyncio.CancelledError:
+                raise
+            except CONNECTION_ERRORS as error:
+                log.warning("job could not reach the database; will retry", job=job.name, error=str(error))
+            except Exception:
+                log.exception("job failed", job=job.name)
+            await asyncio.sleep(job.interval_s)
+
+    # -- probes --------------------------------------------------------------------
+
+    def is_alive(self) -> bool:
+        return all(not task.done() for task in self._tasks.values())
+
+    async def readiness(self) -> dict[str, str]:
+        """Check the database, the broker and the consumer loop; 'ok' or the reason per check."""
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as error:  # any failure means not ready; the reason is reported
+            checks["database"] = f"unreachable: {type(error).__name__}"
+        try:
+            async with asyncio.timeout(3):
+                await self.producer.client.fetch_all_metadata()
+            checks["kafka"] = "ok"
+        except Exception as error:
+            checks["kafka"] = f"unreachable: {type(error).__name__}"
+        if self.consumer is not None:
+            checks["consumer"] = "ok" if self.consumer.is_healthy() else "not polling"
+        if not self.is_alive():
+            checks["tasks"] = "a background task stopped"
+        return checks
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    def app(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=self.title, lifespan=lifespan, version="1.0")
+        app.state.service = self
+        app.state.token_verifier = TokenVerifier(
+            secret=self.settings.jwt_secret.get_secret_value() if self.settings.jwt_secret else None,
+            public_key=self.settings.jwt_public_key,
+        )
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> Response:
+            alive = self.is_alive()
+            return JSONResponse({"status": "ok" if alive else "failed"}, status_code=200 if alive else 503)
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> Response:
+            checks = await self.readiness()
+            ready = all(value == "ok" for value in checks.values())
+            return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        @app.get("/asyncapi.yaml", include_in_schema=False)
+        async def asyncapi() -> Response:
+            return PlainTextResponse(asyncapi_yaml(), media_type="application/yaml")
+
+        for router in self.routers:
+            app.include_router(router)
+        return app
+
+
+def run(service: Service) -> None:
+    """Serve the service until SIGTERM or SIGINT; uvicorn then runs the lifespan shutdown."""
+    settings = service.settings
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    started = time.monotonic()
+    uvicorn.run(
+        service.app(),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+    )
+    log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - started, 1))

@@ -1,0 +1,112 @@
+"""Typed settings shared by every service.
+
+Each service subclasses ServiceSettings with its own env prefix
+(MEDGOV_REVIEW_, MEDGOV_CATALOG_, ...). The connection settings also accept
+the unprefixed names that `make up` writes to var/local.env
+(KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL), so one file configures a laptop.
+"""
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medgov_shared.contracts.types import Region
+
+
+def _env(prefix: str, name: str) -> AliasChoices:
+    return AliasChoices(f"{prefix}{name}", name)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service needs; validated once at start-up."""
+
+    service_name: ClassVar[str] = "service"
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    region: Region = Field(description="Region this installation serves.")
+    database_url: str = Field(
+        description="PostgreSQL URL of this service's own database. A URL naming the "
+        "maintenance database 'postgres' is rewritten to the service database medgov_<service>."
+    )
+    kafka_bootstrap_servers: str = Field(description="Comma-separated host:port list of Kafka brokers.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_max_message_bytes: int = Field(
+        default=1_000_000, gt=1024, description="Largest serialized event accepted into the outbox, in bytes."
+    )
+    create_topics: bool = Field(default=True, description="Create missing topics at start (off when Strimzi owns them).")
+    create_database: bool = Field(default=True, description="Create the service database at start if it is missing.")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 key for bearer tokens (development).")
+    jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256/ES256 bearer tokens.")
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Handler attempts before a message is dead-lettered.")
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    drain_timeout_s: float = Field(default=20.0, gt=0, description="How long SIGTERM waits for the in-flight batch.")
+    relay_poll_interval_s: float = Field(default=1.0, gt=0, description="Outbox polling when no NOTIFY arrives.")
+    kafka_group_id: str | None = Field(default=None, description="Consumer group; defaults to medgov-<service>.")
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @classmethod
+    def env_prefix(cls) -> str:
+        return f"MEDGOV_{cls.service_name.upper()}_"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        prefix = cls.env_prefix()
+        cls.model_config = SettingsConfigDict(
+            **{**ServiceSettings.model_config, "env_prefix": prefix}  # type: ignore[typeddict-item]
+        )
+        for name in ("region", "database_url", "kafka_bootstrap_servers", "kafka_security_protocol",
+                     "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "jwt_secret",
+                     "jwt_public_key", "otel_exporter_otlp_endpoint", "create_topics"):
+            if name in cls.model_fields:
+                cls.model_fields[name].validation_alias = _env(prefix, name.upper())
+        cls.model_rebuild(force=True)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"database_url must start with postgresql:// (got scheme {parts.scheme!r}); "
+                "run `make up` and source var/local.env, or set DATABASE_URL"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_connections(self) -> "ServiceSettings":
+        parts = urlsplit(self.database_url)
+        if parts.path.lstrip("/") in ("", "postgres"):
+            self.database_url = urlunsplit(parts._replace(path=f"/medgov_{self.service_name}"))
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"{self.kafka_security_protocol} needs {self.env_prefix()}KAFKA_SASL_USERNAME and "
+                f"{self.env_prefix()}KAFKA_SASL_PASSWORD"
+            )
+        if not (self.jwt_secret or self.jwt_public_key):
+            raise ValueError(
+                f"set {self.env_prefix()}JWT_SECRET (development) or {self.env_prefix()}JWT_PUBLIC_KEY (PEM) "
+                "so the HTTP API can verify bearer tokens; `make up` writes a development secret to var/local.env"
+            )
+        return self
+
+    @property
+    def source(self) -> str:
+        return f"medgov/{self.service_name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return self.kafka_group_id or f"medgov-{self.service_name}"

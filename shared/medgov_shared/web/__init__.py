@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the services: health probes, metrics, bearer-token roles, error mapping."""

@@ -1,0 +1,224 @@
+"""Event contracts: registry coverage, generated docs, compatibility and personal-data guards."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from medgov_shared import asyncapi
+from medgov_shared.contracts.compatibility import breaking_changes, published_schemas
+from medgov_shared.contracts.envelope import Envelope, wrap
+from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
+from medgov_shared.contracts.events.inbound import RegisterDataset
+from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
+from medgov_shared.contracts.registry import (
+    SERVICE_TOPICS,
+    UnknownEventType,
+    all_event_types,
+    institution_of_inbound_topic,
+    parse_payload,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = b"0123456789abcdef0123456789abcdef"
+SUBJECT = pseudonymize("MRN-0001", region="daegu", key=KEY)
+
+DESIGN_EVENTS = {
+    "review": {"ApplicationSubmitted", "ReviewStarted", "IrbDecisionRecorded", "DrbDecisionRecorded",
+               "RevisionRequested", "ApplicationApproved", "ApplicationRejected", "ReviewSlaWarning",
+               "ReviewSlaBreached", "AccessGranted", "AccessRevoked", "AccessExpired"},
+    "catalog": {"DatasetRegistered", "DatasetSubjectsAdded", "DatasetPublished", "DatasetWithdrawn",
+                "ComplianceViolationFlagged"},
+    "consent": {"ConsentGranted", "ConsentRevoked", "ExclusionRequested", "ExclusionAcknowledged",
+                "ExclusionOverdue"},
+    "grants": {"FundAllocated", "SubsidyAwarded", "ToolGrantAwarded", "MilestoneReached", "GrantDisbursed",
+               "PoolExhausted"},
+}
+
+
+def revoked(**changes) -> dict:
+    data = {
+        "subject": SUBJECT, "consent_id": "cns-1", "institution_id": "knuh", "region": "daegu",
+        "scope": {"kind": "all_research"}, "channel": "dashboard", "effective_at": "2026-12-05T10:00:00Z",
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize("service", sorted(DESIGN_EVENTS))
+def test_registry_declares_design_events(service):
+    topic = next(t for t in SERVICE_TOPICS if t.owner == service)
+
+    declared = {cls.event_type for cls in topic.events}
+
+    assert DESIGN_EVENTS[service] <= declared
+    assert topic.name == f"medgov.{service}.v1"
+
+
+@pytest.mark.parametrize("cls", all_event_types(), ids=lambda cls: cls.event_type)
+def test_every_field_documented(cls):
+    assert cls.__doc__ and cls.__doc__.strip().endswith(".")
+    for name, info in cls.model_fields.items():
+        assert info.description, f"{cls.event_type}.{name} has no description"
+        assert info.examples, f"{cls.event_type}.{name} has no example"
+
+
+def test_payload_models_frozen():
+    payload = ConsentRevoked.model_validate(revoked())
+
+    with pytest.raises(ValidationError):
+        payload.consent_id = "other"  # type: ignore[misc]
+
+
+def test_asyncapi_lists_every_event_type():
+    document = asyncapi.build()
+
+    assert set(document["components"]["messages"]) == {cls.event_type for cls in all_event_types()}
+    assert document["channels"]["consent"]["address"] == "medgov.consent.v1"
+
+
+def test_committed_asyncapi_is_current():
+    committed = (REPO / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+
+    assert committed == asyncapi.asyncapi_yaml(), "docs/asyncapi.yaml is stale: run `make docs`"
+
+
+def test_committed_json_schemas_are_current():
+    for name, text in asyncapi.json_schemas().items():
+        path = REPO / "docs" / "schemas" / name
+        assert path.exists(), f"{path} missing: run `make docs`"
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make docs`"
+
+
+@pytest.mark.parametrize("name", sorted(published_schemas()))
+def test_published_schema_still_compatible(name):
+    published = published_schemas()[name]
+    current = json.loads(asyncapi.json_schemas()[f"{name}.json"])
+
+    assert breaking_changes(published, current) == []
+
+
+def test_breaking_change_detected():
+    published = published_schemas()["ConsentRevoked.v1"]
+    current = json.loads(json.dumps(published))
+    del current["properties"]["effective_at"]
+    current["required"].append("new_required")
+
+    problems = breaking_changes(published, current)
+
+    assert "field 'effective_at' was removed" in problems
+    assert "field 'new_required' became required" in problems
+
+
+def test_rrn_rejected_with_field_name():
+    with pytest.raises(ValidationError) as error:
+        ConsentRevoked.model_validate(revoked(consent_id="cns-900101-1234567"))
+
+    assert "field 'consent_id'" in str(error.value)
+    assert "resident registration number" in str(error.value)
+
+
+def test_rrn_in_nested_field_rejected():
+    data = {
+        "institution_id": "knuh", "dataset_id": "ds-1", "files": ["a.json"], "subjects": [],
+        "description": {"title": "t", "description": "주민번호 8501012345678 포함", "publisher": "knuh",
+                        "themes": [], "keywords": [], "access_rights": "restricted", "duo_codes": [],
+                        "legal_basis": "consent", "contact_point": "office", "distribution_formats": []},
+    }
+
+    with pytest.raises(ValidationError) as error:
+        RegisterDataset.model_validate(data)
+
+    assert "field 'description.description'" in str(error.value)
+
+
+def test_raw_identifier_field_rejected():
+    with pytest.raises(ValidationError) as error:
+        ConsentRevoked.model_validate(revoked(patient_name="Hong Gildong"))
+
+    assert "field 'patient_name' is a raw patient identifier" in str(error.value)
+
+
+def test_naive_datetime_rejected():
+    with pytest.raises(ValidationError) as error:
+        ConsentRevoked.model_validate(revoked(effective_at="2026-12-05T10:00:00"))
+
+    assert "effective_at" in str(error.value)
+
+
+def test_naive_datetime_object_rejected():
+    with pytest.raises(ValidationError) as error:
+        ConsentRevoked.model_validate(revoked(effective_at=datetime(2026, 12, 5, 10, 0)))
+
+    assert "effective_at" in str(error.value)
+
+
+def test_aware_time_normalized_to_utc():
+    payload = ConsentRevoked.model_validate(revoked(effective_at="2026-12-05T19:00:00+09:00"))
+
+    assert payload.effective_at == datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    assert payload.effective_at.utcoffset().total_seconds() == 0
+
+
+def test_unknown_optional_field_accepted():
+    payload = ConsentRevoked.model_validate(revoked(added_later="ok"))
+
+    assert payload.consent_id == "cns-1"
+
+
+def test_envelope_round_trip():
+    payload = ConsentGranted(
+        subject=SUBJECT, consent_id="cns-2", institution_id="knuh", region="daegu", scope=ConsentScope(),
+        channel="fhir", granted_at=datetime.now(UTC),
+    )
+
+    envelope = Envelope.from_json(wrap(payload, source="medgov/consent", region="daegu").to_json())
+
+    assert envelope.type == "ConsentGranted"
+    assert envelope.subject == SUBJECT
+    assert envelope.dataschema == "urn:medgov:events:ConsentGranted:v1"
+    assert envelope.correlationid == envelope.id
+    assert parse_payload(envelope) == payload
+
+
+def test_envelope_rejects_naive_time():
+    raw = json.loads(wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu").to_json())
+    raw["time"] = "2026-12-05T10:00:00"
+
+    with pytest.raises(ValidationError) as error:
+        Envelope.model_validate(raw)
+
+    assert "time" in str(error.value)
+
+
+def test_unknown_event_type_reported():
+    envelope = wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu")
+    renamed = envelope.model_copy(update={"type": "SomethingNew"})
+
+    with pytest.raises(UnknownEventType):
+        parse_payload(renamed)
+
+
+def test_pseudonym_stable_and_keyed():
+    first = pseudonymize(" MRN-0001 ", region="daegu", key=KEY)
+    other_key = pseudonymize("MRN-0001", region="daegu", key=b"x" * 32)
+
+    assert first == SUBJECT
+    assert first != other_key
+    assert is_pseudonym(first)
+    assert "MRN" not in first
+
+
+def test_pseudonym_rejects_short_key():
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        pseudonymize("MRN-0001", region="daegu", key=b"short")
+
+
+@pytest.mark.parametrize(
+    ("topic", "institution"),
+    [("medgov.inbound.knuh.v1", "knuh"), ("medgov.consent.v1", None), ("medgov.inbound.KNUH.v1", None)],
+)
+def test_inbound_topic_institution(topic, institution):
+    assert institution_of_inbound_topic(topic) == institution

@@ -1,0 +1,203 @@
+"""The messaging runtime against the real Kafka broker and PostgreSQL server."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from medgov_shared.contracts.envelope import wrap
+from medgov_shared.contracts.events.consent import ConsentRevoked, ConsentScope
+from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.messaging import dlq
+from medgov_shared.testing.services import running, unique_name, wait_until
+
+from .toy import ToySettings, build_toy
+
+pytestmark = pytest.mark.integration
+
+KEY = b"k" * 32
+
+
+def revocation(consent_id: str, subject_seed: str = "patient-1") -> ConsentRevoked:
+    return ConsentRevoked(
+        subject=pseudonymize(subject_seed, region="daegu", key=KEY),
+        consent_id=consent_id,
+        institution_id="knuh",
+        region="daegu",
+        scope=ConsentScope(),
+        channel="dashboard",
+        effective_at=datetime.now(UTC),
+    )
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1), NewTopic(f"{name}.dlq", 1, 1)])
+    finally:
+        await admin.close()
+
+
+async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value=value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    records: list = []
+    try:
+        async def enough() -> bool:
+            batch = await consumer.getmany(timeout_ms=200)
+            for items in batch.values():
+                records.extend(items)
+            return len(records) >= expected
+
+        await wait_until(enough, timeout_s=timeout_s, message=f"{expected} records on {topic}")
+    finally:
+        await consumer.stop()
+    return records
+
+
+@pytest.fixture
+async def toy_topic(infra) -> str:
+    name = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(infra.kafka_bootstrap_servers, name)
+    return name
+
+
+@pytest.fixture
+def toy_settings(settings_factory):
+    return settings_factory(ToySettings, kafka_group_id=unique_name("toy"), create_topics=True)
+
+
+async def test_event_applied_once_despite_redelivery(infra, toy_topic, toy_settings):
+    envelope = wrap(revocation("c-1"), source="medgov/consent", region="daegu")
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [envelope.to_json(), envelope.to_json()])
+
+    async with running(build_toy(toy_settings, [toy_topic])) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) FROM inbox"), message="inbox row")
+        await asyncio.sleep(1.0)
+        effects = await service.pool.fetchval("SELECT count(*) FROM effects")
+
+    assert effects == 1
+
+
+async def test_poison_message_dead_lettered_and_next_applied(infra, toy_topic, toy_settings):
+    good = wrap(revocation("c-2"), source="medgov/consent", region="daegu")
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [b"{not json", good.to_json()])
+
+    async with running(build_toy(toy_settings, [toy_topic])) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) FROM effects"), message="effect of good event")
+        letters = await read_all(infra.kafka_bootstrap_servers, f"{toy_topic}.dlq", expected=1)
+
+    headers = dlq.headers_dict(letters[0].headers)
+    assert letters[0].value == b"{not json"
+    assert headers[dlq.REASON] == "invalid_envelope"
+    assert headers[dlq.ORIGINAL_TOPIC] == toy_topic
+    assert headers[dlq.ORIGINAL_OFFSET] == "0"
+    assert "CloudEvent" in headers[dlq.ERROR]
+
+
+async def test_handler_failure_retried_then_dead_lettered(infra, toy_topic, toy_settings):
+    bad = wrap(revocation("boom-1"), source="medgov/consent", region="daegu")
+    rejected = wrap(revocation("reject-1"), source="medgov/consent", region="daegu")
+    good = wrap(revocation("c-3"), source="medgov/consent", region="daegu")
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [bad.to_json(), rejected.to_json(), good.to_json()])
+
+    async with running(build_toy(toy_settings, [toy_topic])) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) FROM effects"), message="good event applied")
+        letters = await read_all(infra.kafka_bootstrap_servers, f"{toy_topic}.dlq", expected=2)
+        recorded = await service.pool.fetch("SELECT reason FROM dead_letters ORDER BY kafka_offset")
+
+    reasons = [dlq.headers_dict(letter.headers)[dlq.REASON] for letter in letters]
+    assert reasons == ["handler_failed", "rejected"]
+    assert dlq.headers_dict(letters[0].headers)[dlq.ATTEMPTS] == str(toy_settings.max_attempts)
+    assert [row["reason"] for row in recorded] == ["handler_failed", "rejected"]
+
+
+async def test_outbox_relay_publishes_in_order(infra, toy_topic, toy_settings):
+    async with running(build_toy(toy_settings, [toy_topic])) as service:
+        for index in range(20):
+            async with service.unit_of_work() as unit:
+                await unit.emit(revocation(f"seq-{index}"), topic=toy_topic)
+        records = await read_all(infra.kafka_bootstrap_servers, toy_topic, expected=20)
+        await wait_until(
+            lambda: service.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"),
+            message="outbox drained",
+        )
+
+    consent_ids = [wrap_id for wrap_id in (r.value for r in records)]
+    order = [int(__import__("orjson").loads(value)["data"]["consent_id"].split("-")[1]) for value in consent_ids]
+    assert order == list(range(20))
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+async def test_sigkill_between_database_and_offset_commit(infra, toy_topic, toy_settings, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import asyncpg
+
+    producer_settings = toy_settings.model_copy(update={"kafka_group_id": unique_name("toy-producer")})
+    async with running(build_toy(producer_settings, [f"{toy_topic}-unused"])) as producer_side:
+        async with producer_side.unit_of_work() as unit:
+            sent = await unit.emit(revocation("crash-1"), topic=toy_topic)
+        await read_all(infra.kafka_bootstrap_servers, toy_topic, expected=1)
+
+    consumer_database = toy_settings.database_url.rsplit("/", 1)[0] + "/" + unique_name("toy_consumer")
+    env = {
+        "MEDGOV_CONSENT_REGION": "daegu",
+        "MEDGOV_CONSENT_DATABASE_URL": consumer_database,
+        "MEDGOV_CONSENT_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "MEDGOV_CONSENT_JWT_SECRET": "test-only",
+        "MEDGOV_CONSENT_KAFKA_GROUP_ID": toy_settings.kafka_group_id,
+        "TOY_TOPIC": toy_topic,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    script = Path(__file__).with_name("crash_toy.py")
+    crashed = subprocess.run([sys.executable, str(script)], env={**__import__("os").environ, **env,
+                             "CRASH_AFTER_DB_COMMIT": "1"}, timeout=120, capture_output=True)
+
+    assert crashed.returncode == -9, crashed.stderr.decode()[-2000:]
+    connection = await asyncpg.connect(consumer_database)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM effects WHERE event_id = $1", sent.id) == 1
+        assert await committed_offset(infra.kafka_bootstrap_servers, toy_settings.kafka_group_id, toy_topic) is None
+
+        restarted = subprocess.Popen([sys.executable, str(script)], env={**__import__("os").environ, **env})
+        try:
+            await wait_until(
+                lambda: committed_offset(infra.kafka_bootstrap_servers, toy_settings.kafka_group_id, toy_topic),
+                timeout_s=60, message="offset commit after restart",
+            )
+        finally:
+            restarted.terminate()
+            restarted.wait(timeout=30)
+
+        assert await connection.fetchval("SELECT count(*) FROM effects WHERE event_id = $1", sent.id) == 1
+        assert await connection.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", sent.id) == 1
+    finally:
+        await connection.close()
