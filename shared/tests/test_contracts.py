@@ -141,6 +141,7 @@ def test_raw_identifier_field_rejected():
     assert "field 'patient_name' is a raw patient identifier" in str(error.value)
 
 
+@pytest.mark.timesensitive
 def test_naive_datetime_rejected():
     with pytest.raises(ValidationError) as error:
         ConsentRevoked.model_validate(revoked(effective_at="2026-12-05T10:00:00"))
@@ -148,6 +149,7 @@ def test_naive_datetime_rejected():
     assert "effective_at" in str(error.value)
 
 
+@pytest.mark.timesensitive
 def test_naive_datetime_object_rejected():
     with pytest.raises(ValidationError) as error:
         ConsentRevoked.model_validate(revoked(effective_at=datetime(2026, 12, 5, 10, 0)))
@@ -155,6 +157,7 @@ def test_naive_datetime_object_rejected():
     assert "effective_at" in str(error.value)
 
 
+@pytest.mark.timesensitive
 def test_aware_time_normalized_to_utc():
     payload = ConsentRevoked.model_validate(revoked(effective_at="2026-12-05T19:00:00+09:00"))
 
@@ -183,6 +186,7 @@ def test_envelope_round_trip():
     assert parse_payload(envelope) == payload
 
 
+@pytest.mark.timesensitive
 def test_envelope_rejects_naive_time():
     raw = json.loads(wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu").to_json())
     raw["time"] = "2026-12-05T10:00:00"

@@ -1,0 +1,237 @@
+"""The `medgov` command line: hospital publisher, analytics subscriber, dead-letter tools, demo."""
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected
+from medgov_cli.settings import PublisherSettings
+from medgov_cli.subjects import local_patient_ids
+from medgov_shared.contracts.types import LegalBasis
+
+app = typer.Typer(help="medgov: governed access to hospital data for medical AI.", no_args_is_help=True)
+publish_app = typer.Typer(help="Send a hospital's commands to its inbound topic.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Inspect and replay dead-letter topics.", no_args_is_help=True)
+app.add_typer(publish_app, name="publish")
+app.add_typer(dlq_app, name="dlq")
+
+console = Console(stderr=True)
+
+Institution = Annotated[str, typer.Option("--institution", "-i", help="Your institution id, e.g. knuh.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the per-record report as JSON on stdout.")]
+
+
+def _publisher_settings() -> PublisherSettings:
+    try:
+        return PublisherSettings()
+    except ValidationError as error:
+        names = ", ".join("MEDGOV_" + str(item["loc"][0]).upper() for item in error.errors())
+        console.print(f"[red]publisher settings invalid or missing: {names}[/red]")
+        console.print(str(error))
+        raise typer.Exit(2) from None
+
+
+def _print_report(report: PublishReport, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([outcome.__dict__ for outcome in report.outcomes], ensure_ascii=False, indent=2))
+    else:
+        table = Table(title=f"{len(report.accepted)} accepted, {len(report.rejected)} rejected")
+        for column in ("#", "record", "result", "type", "event id / reason"):
+            table.add_column(column)
+        for item in report.outcomes:
+            result = "[green]accepted[/green]" if item.accepted else "[red]rejected[/red]"
+            table.add_row(str(item.index), item.label, result, item.event_type or "", item.event_id or item.reason or "")
+        console.print(table)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _run(institution: str, items: list, as_json: bool) -> None:
+    settings = _publisher_settings()
+
+    async def go() -> PublishReport:
+        async with HospitalPublisher(settings, institution) as publisher:
+            built = [(label, build(publisher)) for label, build in items]
+            return await publisher.publish_all(built)
+
+    _print_report(asyncio.run(go()), as_json)
+
+
+def _attempt(build):
+    def wrapped(publisher: HospitalPublisher):
+        try:
+            return build(publisher)
+        except Rejected as error:
+            return error
+        except (OSError, ValueError) as error:
+            return Rejected(str(error))
+
+    return wrapped
+
+
+@publish_app.command("consent")
+def publish_consent(
+    institution: Institution,
+    files: Annotated[list[Path], typer.Argument(help="FHIR R4 Consent JSON files.", exists=True, dir_okay=False)],
+    as_json: JsonOutput = False,
+) -> None:
+    """Record patients' FHIR Consents; the patient reference is pseudonymized before sending."""
+
+    def builder(path: Path):
+        def build(publisher: HospitalPublisher):
+            try:
+                resource = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                raise Rejected(f"{path.name}: not JSON ({error.msg} at line {error.lineno})") from None
+            return publisher.consent_command(resource)
+
+        return build
+
+    _run(institution, [(path.name, _attempt(builder(path))) for path in files], as_json)
+
+
+@publish_app.command("dataset")
+def publish_dataset(
+    institution: Institution,
+    dataset_id: Annotated[str, typer.Option(help="Dataset id, e.g. ds-knuh-ct-0001.")],
+    title: Annotated[str, typer.Option(help="Dataset title (Korean is fine).")],
+    staging_root: Annotated[Path, typer.Option(help="Staging folder the catalog reads; files are relative to it.", exists=True, file_okay=False)],
+    files: Annotated[list[str], typer.Argument(help="Files relative to --staging-root.")],
+    legal_basis: Annotated[LegalBasis, typer.Option(help="Legal basis under PIPA.")] = LegalBasis.PSEUDONYMIZED_RESEARCH,
+    duo: Annotated[list[str], typer.Option(help="GA4GH DUO data-use term; repeat for several.")] = ["HMB"],  # noqa: B006
+    description: Annotated[str, typer.Option(help="Dataset description.")] = "",
+    keyword: Annotated[list[str], typer.Option(help="Keyword; repeat for several.")] = [],  # noqa: B006
+    contact: Annotated[str, typer.Option(help="Contact point of the data office.")] = "",
+    as_json: JsonOutput = False,
+) -> None:
+    """Register a dataset whose files sit in the staging area; patient ids found in them are pseudonymized."""
+
+    def build(publisher: HospitalPublisher):
+        local_ids: set[str] = set()
+        for name in files:
+            local_ids |= local_patient_ids(staging_root / name)
+        description_data = {
+            "title": title, "description": description, "publisher": institution, "themes": ["HEAL"],
+            "keywords": keyword, "access_rights": "restricted", "duo_codes": duo,
+            "legal_basis": legal_basis.value, "contact_point": contact or f"data-office@{institution}",
+            "distribution_formats": [],
+        }
+        subjects = sorted(publisher.pseudonymize(local) for local in local_ids)
+        return publisher.command(
+            "RegisterDataset",
+            {"dataset_id": dataset_id, "description": description_data, "files": files, "subjects": subjects},
+        )
+
+    _run(institution, [(dataset_id, _attempt(build))], as_json)
+
+
+@publish_app.command("revoke")
+def publish_revoke(
+    institution: Institution,
+    patient: Annotated[str, typer.Option(help="Local patient id (pseudonymized before sending).")],
+    consent_id: Annotated[str, typer.Option(help="Consent id as recorded, e.g. knuh-consent-example-basic.")],
+    effective_at: Annotated[str | None, typer.Option(help="ISO time with zone; default now.")] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Revoke a patient's consent at the hospital."""
+    when = effective_at or datetime.now(UTC).isoformat()
+    build = _attempt(lambda publisher: publisher.revocation_command(patient, consent_id, when))
+    _run(institution, [(consent_id, build)], as_json)
+
+
+@publish_app.command("commands")
+def publish_commands(
+    institution: Institution,
+    file: Annotated[Path, typer.Argument(help="JSON lines: {\"type\": ..., \"data\": {...}, \"patient\": local id}.", exists=True)],
+    as_json: JsonOutput = False,
+) -> None:
+    """Send arbitrary inbound commands from a JSON-lines file, one report row per line."""
+    items = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+
+        def build(publisher: HospitalPublisher, line: str = line, number: int = number):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise Rejected(f"line {number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict) or "type" not in record or not isinstance(record.get("data"), dict):
+                raise Rejected(f"line {number}: expected an object with 'type' and 'data'")
+            return publisher.command(record["type"], record["data"], local_patient_id=record.get("patient"))
+
+        items.append((f"line {number}", _attempt(build)))
+    _run(institution, items, as_json)
+
+
+@app.command("token")
+def token(
+    subject_id: Annotated[str, typer.Option("--sub", help="Caller id.")],
+    role: Annotated[list[str], typer.Option(help="Role; repeat for several.")],
+    institution: Annotated[str | None, typer.Option(help="Caller's institution.")] = None,
+    patient_subject: Annotated[str | None, typer.Option(help="Patient's pseudonym (role patient).")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Sign a development bearer token with JWT_SECRET (never use in production)."""
+    from medgov_shared.web.auth import issue_token
+
+    secret = os.environ.get("JWT_SECRET")
+    if not secret:
+        console.print("[red]JWT_SECRET is not set; source var/local.env or export it[/red]")
+        raise typer.Exit(2)
+    typer.echo(issue_token(secret, subject_id=subject_id, roles=role, institution=institution,
+                           patient_subject=patient_subject, ttl_s=ttl))
+
+
+@dlq_app.command("show")
+def dlq_show(topic: Annotated[str, typer.Argument(help="Dead-letter topic, e.g. medgov.inbound.knuh.v1.dlq.")]) -> None:
+    """List the records of a dead-letter topic with their reasons."""
+    from medgov_cli.dlq import show
+
+    asyncio.run(show(topic, console))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str, typer.Argument(help="Dead-letter topic to replay.")],
+    reason: Annotated[str | None, typer.Option(help="Replay only records with this reason.")] = None,
+) -> None:
+    """Send dead-lettered records back to their original topic (after the cause was fixed)."""
+    from medgov_cli.dlq import replay
+
+    count = asyncio.run(replay(topic, reason))
+    console.print(f"replayed {count} records from {topic}")
+
+
+@app.command("subscribe")
+def subscribe(
+    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL of the analytics store.")] = None,
+    once: Annotated[bool, typer.Option(help="Stop when caught up (for scripts and tests).")] = False,
+) -> None:
+    """Follow the services' topics and keep aggregate figures in the analytics store."""
+    from medgov_cli.analytics import run_subscriber
+
+    asyncio.run(run_subscriber(database_url, once=once))
+
+
+@app.command("demo")
+def demo(
+    keep_running: Annotated[bool, typer.Option(help="Leave services and dashboards running until Ctrl-C.")] = False,
+    summary: Annotated[Path, typer.Option(help="Where to write the JSON summary.")] = Path("var/demo-summary.json"),
+) -> None:
+    """Play the regional scenario on the real sample data."""
+    from medgov_cli.demo.scenario import run_demo
+
+    raise typer.Exit(run_demo(keep_running=keep_running, summary_path=summary))
+
+
+if __name__ == "__main__":
+    app()
