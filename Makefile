@@ -50,6 +50,7 @@ chaos: install up ## Kill services and restart Kafka/PostgreSQL under load; prin
 	$(WITH_ENV) $(PYTHON) -m medgov_cli.main chaos --events 50000 --kills 20
 
 k8s-validate: install ## Render every Kustomize overlay and validate it offline
+	$(PYTHON) deploy/k8s/generate.py --check
 	$(PYTHON) deploy/k8s/validate.py
 
 docs: install ## Regenerate docs/asyncapi.yaml and docs/schemas from the contracts

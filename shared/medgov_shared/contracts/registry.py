@@ -63,7 +63,8 @@ SERVICE_TOPICS: tuple[Topic, ...] = (
         key="dataset_id",
         description="Datasets, their subjects and PIPA compliance flags.",
         events=catalog.EVENTS,
-        consumers=("review", "consent", "grants"),
+        # The catalog reads its own topic too: mirrored from other regions, it feeds cross-region search.
+        consumers=("review", "consent", "grants", "catalog"),
     ),
     Topic(
         name="medgov.consent.v1",

@@ -33,6 +33,7 @@ class HandlerContext:
     incoming: Envelope | None = None
     correlation_id: uuid.UUID | None = None
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("medgov.handler"))
+    _emitted: int = 0
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -45,7 +46,16 @@ class HandlerContext:
         time: datetime | None = None,
         topic: str | None = None,
     ) -> Envelope:
-        """Write `payload` to the outbox in this transaction, linked to the event being handled."""
+        """Write `payload` to the outbox in this transaction, linked to the event being handled.
+
+        Events caused by a consumed event get ids derived from its id and their
+        position among the events it caused, so that re-applying the same event
+        (a retry, or a store rebuilt by replay) emits the same ids and downstream
+        inboxes drop the repeats.
+        """
+        if event_id is None and self.incoming is not None:
+            event_id = uuid.uuid5(self.incoming.id, f"{self._emitted}:{payload.event_type}:{payload.key}")
+        self._emitted += 1
         correlation = self.correlation_id or (self.incoming.correlationid if self.incoming else None)
         envelope = await self.outbox.add(
             self.connection,
