@@ -23,7 +23,7 @@ help: ## List the targets
 install: .venv/.installed ## Install the locked Python environment into .venv
 
 up: ## Start the local Kafka broker and PostgreSQL server (idempotent)
-	$(LAUNCHER) up
+	$(LAUNCHER) up --with-security
 
 down: ## Stop the local Kafka broker and PostgreSQL server
 	$(LAUNCHER) down

@@ -1,0 +1,1 @@
+"""The regional scenario behind `make run` and `make demo`."""
