@@ -60,8 +60,11 @@ class ServiceSettings(BaseSettings):
     def env_prefix(cls) -> str:
         return f"MEDGOV_{cls.service_name.upper()}_"
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Runs after pydantic collected the subclass's own fields, so the
+        # rebuild below keeps them (in __init_subclass__ they would be lost).
+        super().__pydantic_init_subclass__(**kwargs)
         prefix = cls.env_prefix()
         cls.model_config = SettingsConfigDict(
             **{**ServiceSettings.model_config, "env_prefix": prefix}  # type: ignore[typeddict-item]

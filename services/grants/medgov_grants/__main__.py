@@ -1,0 +1,3 @@
+from medgov_grants.main import main
+
+main()
