@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from medgov_shared import asyncapi
 from medgov_shared.contracts.compatibility import breaking_changes, published_schemas
 from medgov_shared.contracts.envelope import Envelope, wrap
+from medgov_shared.contracts.guards import RRN_PATTERN
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.events.inbound import RegisterDataset
 from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
@@ -226,3 +227,13 @@ def test_pseudonym_rejects_short_key():
 )
 def test_inbound_topic_institution(topic, institution):
     assert institution_of_inbound_topic(topic) == institution
+
+
+def test_pseudonym_with_rrn_shaped_digits_accepted():
+    # About one digest in 2,000 holds a 13-digit run that matches the RRN pattern.
+    subjects = [pseudonymize(f"MRN{index:07d}", region="daegu", key=b"k" * 32) for index in range(3000)]
+    shaped = [subject for subject in subjects if RRN_PATTERN.search(subject)]
+
+    assert shaped, "expected at least one pseudonym whose digest looks like an RRN"
+    for subject in shaped:
+        assert ConsentRevoked.model_validate(revoked(subject=subject)).subject == subject

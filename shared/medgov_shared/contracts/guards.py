@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
+from medgov_shared.contracts.pseudonym import is_pseudonym
+
 # An RRN is YYMMDD-GNNNNNN where G (1-8) encodes century and sex; the hyphen is
 # often dropped. Requiring a plausible month and day keeps order numbers and
 # timestamps from matching.
@@ -71,7 +73,8 @@ def reject_personal_data(value: Any, root: str = "") -> None:
                 f"field '{path}' is a raw patient identifier; send the keyed pseudonym "
                 "in 'subject' instead"
             )
-        if isinstance(item, str) and RRN_PATTERN.search(item):
+        # A keyed pseudonym's hex digest can contain 13 digits that look like an RRN.
+        if isinstance(item, str) and not is_pseudonym(item) and RRN_PATTERN.search(item):
             raise PersonalDataError(
                 f"field '{path}' contains what looks like a Korean resident registration "
                 "number; remove it before publishing"

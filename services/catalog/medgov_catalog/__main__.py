@@ -1,0 +1,3 @@
+from medgov_catalog.main import main
+
+main()

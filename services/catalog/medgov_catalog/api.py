@@ -1,0 +1,326 @@
+"""HTTP API: staging uploads, registration, search, dataset history and reports, withdrawal, flag clearance."""
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medgov_shared.contracts.events.catalog import DatasetDescription
+from medgov_shared.contracts.events.inbound import RegisterDataset
+from medgov_shared.contracts.pseudonym import Pseudonym
+from medgov_shared.contracts.types import EntityId
+from medgov_shared.messaging.errors import describe_validation_error
+from medgov_shared.service import Service
+from medgov_shared.web.auth import Principal, current_principal, require_roles
+
+from medgov_catalog import repository
+from medgov_catalog.dataset_service import NotFound, clear_compliance_flag, register_dataset, withdraw_dataset
+from medgov_catalog.domain.dataset import DatasetRuleViolation, VersionStatus
+from medgov_catalog.domain.files import LimitedFileWriter, StoredFile
+from medgov_catalog.domain.registration import RegisteredVersion, RegistrationRejected
+from medgov_catalog.domain.rejection import FileRejected, RejectionReason
+from medgov_catalog.domain.staging import resolve_inside
+from medgov_catalog.search import SearchQuery, search
+from medgov_catalog.settings import CatalogSettings
+
+REPORT_READER_ROLES = ("drb_reviewer", "operator", "council")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegistrationRequest(_Body):
+    dataset_id: EntityId = Field(description="Dataset id chosen by the hospital; a known id registers a new version.")
+    description: DatasetDescription
+    files: list[str] = Field(min_length=1, max_length=100_000, description="Paths relative to the staging area.")
+    subjects: list[Pseudonym] = Field(default_factory=list, description="Pseudonyms of the dataset's subjects.")
+
+
+class WithdrawalRequest(_Body):
+    reason: str = Field(min_length=1, max_length=2000, description="Why the dataset is withdrawn.")
+
+
+class ClearanceRequest(_Body):
+    note: str = Field(min_length=1, max_length=2000, description="How the cause of the flag was fixed.")
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def _settings(request: Request) -> CatalogSettings:
+    return request.app.state.service.settings
+
+
+def _institution_of(principal: Principal) -> str:
+    if not principal.institution:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the bearer token names no institution; a hospital token needs one")
+    return principal.institution
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["catalog"])
+
+    @router.put("/staging/{path:path}", status_code=status.HTTP_201_CREATED)
+    async def upload_staged_file(
+        path: str, request: Request, principal: Annotated[Principal, Depends(require_roles("hospital"))]
+    ) -> dict[str, Any]:
+        """Stream a file into the caller's staging area; it is stopped and deleted once it passes the size limit."""
+        settings = _settings(request)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_file_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"'{path}' has {declared} bytes, more than the limit of {settings.max_file_bytes} bytes",
+            )
+        area = settings.staging.area_of(_institution_of(principal))
+        destination = _upload_destination(area, path)
+        stored = await _receive(request, destination, settings.max_file_bytes, path)
+        return {"path": path, "size_bytes": stored.size_bytes, "sha256": stored.sha256}
+
+    @router.post("/datasets", status_code=status.HTTP_201_CREATED)
+    async def register(
+        body: RegistrationRequest,
+        request: Request,
+        principal: Annotated[Principal, Depends(require_roles("hospital"))],
+    ) -> dict[str, Any]:
+        """Register a dataset (or a new version) from staged files; the report lists every file's outcome."""
+        command = _command(body, _institution_of(principal))
+        service = _service(request)
+        try:
+            async with service.unit_of_work() as context:
+                registered = await register_dataset(context, command, _settings(request))
+        except RegistrationRejected as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        return _registration_report(registered)
+
+    @router.get("/datasets")
+    async def search_datasets(
+        request: Request,
+        _: Annotated[Principal, Depends(current_principal)],
+        q: Annotated[str | None, Query(max_length=500, description="Words to find in title, description, keywords.")] = None,
+        modality: Annotated[list[str] | None, Query(description="DICOM modality, e.g. CT.")] = None,
+        body_part: Annotated[list[str] | None, Query(description="DICOM body part examined.")] = None,
+        region: Annotated[list[str] | None, Query()] = None,
+        institution: Annotated[list[str] | None, Query(description="Holding institution id.")] = None,
+        condition: Annotated[list[str] | None, Query(description="Condition code as system|code.")] = None,
+        duo: Annotated[list[str] | None, Query(description="GA4GH DUO code, e.g. HMB.")] = None,
+        legal_basis: Annotated[list[str] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1)] = 20,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        settings = _settings(request)
+        filters = {
+            "modality": modality, "body_part": body_part, "region": region, "institution": institution,
+            "condition": condition, "duo": duo, "legal_basis": legal_basis,
+        }
+        query = SearchQuery(
+            text=q,
+            filters={name: tuple(values) for name, values in filters.items() if values},
+            limit=min(limit, settings.search_page_max),
+            offset=offset,
+        )
+        async with _service(request).pool.acquire() as connection:
+            result = await search(connection, query)
+        return {"total": result.total, "results": result.hits, "facets": result.facets}
+
+    @router.get("/datasets/{dataset_id}")
+    async def get_dataset(
+        dataset_id: str, request: Request, _: Annotated[Principal, Depends(current_principal)]
+    ) -> dict[str, Any]:
+        """Return a dataset with every version and its status; withdrawn datasets keep their history."""
+        async with _service(request).pool.acquire() as connection:
+            dataset = await repository.get_dataset(connection, dataset_id)
+            if dataset is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset '{dataset_id}'")
+            history = await repository.load_history(connection, dataset)
+            versions = await repository.list_versions(connection, dataset_id)
+        return {
+            "dataset_id": dataset.dataset_id,
+            "institution_id": dataset.institution_id,
+            "region": dataset.region,
+            "origin": dataset.origin,
+            "withdrawn_at": dataset.withdrawn_at.isoformat() if dataset.withdrawn_at else None,
+            "withdrawal_reason": dataset.withdrawal_reason,
+            "current_version": history.current_version.version if history.searchable else None,
+            "versions": [_version_summary(history, row) for row in versions],
+        }
+
+    @router.get("/datasets/{dataset_id}/versions/{version}/report")
+    async def get_version_report(
+        dataset_id: str, version: int, request: Request, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> dict[str, Any]:
+        """Return the files, PIPA findings and flags of one local version (holder, DRB, operators, council)."""
+        async with _service(request).pool.acquire() as connection:
+            dataset = await repository.get_dataset(connection, dataset_id)
+            if dataset is None or dataset.origin != "local":
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset '{dataset_id}' is held in this region")
+            if principal.institution != dataset.institution_id and not principal.has_any(REPORT_READER_ROLES):
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN, "only the holding hospital, the DRB, operators and the council read reports"
+                )
+            files = await repository.list_files(connection, dataset_id, version)
+            if not files:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"dataset '{dataset_id}' has no version {version}")
+            findings = await repository.count_findings(connection, dataset_id, version)
+            flags = await repository.list_flags(connection, dataset_id, version)
+            subjects = await repository.count_subjects(connection, dataset_id, version)
+        return {
+            "dataset_id": dataset_id,
+            "version": version,
+            "subject_pseudonyms": subjects,
+            "accepted_files": [_file_row(row) for row in files if row["accepted"]],
+            "rejected_files": [_file_row(row) for row in files if not row["accepted"]],
+            "findings": [dict(row) for row in findings],
+            "flags": [_flag_row(row) for row in flags],
+        }
+
+    @router.post("/datasets/{dataset_id}/withdrawal")
+    async def withdraw(
+        dataset_id: str,
+        body: WithdrawalRequest,
+        request: Request,
+        principal: Annotated[Principal, Depends(require_roles("hospital"))],
+    ) -> dict[str, Any]:
+        try:
+            async with _service(request).unit_of_work() as context:
+                event = await withdraw_dataset(context, dataset_id, _institution_of(principal), body.reason)
+        except NotFound as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except DatasetRuleViolation as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        return {"dataset_id": dataset_id, "withdrawn_at": event.withdrawn_at.isoformat(), "reason": event.reason}
+
+    @router.post("/compliance-flags/{flag_id}/clearance")
+    async def clear_flag(
+        flag_id: str,
+        body: ClearanceRequest,
+        request: Request,
+        _: Annotated[Principal, Depends(require_roles("drb_reviewer"))],
+    ) -> dict[str, Any]:
+        try:
+            async with _service(request).unit_of_work() as context:
+                event = await clear_compliance_flag(context, flag_id, body.note)
+        except NotFound as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except DatasetRuleViolation as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        return {"flag_id": flag_id, "dataset_id": event.dataset_id, "cleared_at": event.cleared_at.isoformat()}
+
+    return router
+
+
+def _command(body: RegistrationRequest, institution_id: str) -> RegisterDataset:
+    try:
+        return RegisterDataset(
+            institution_id=institution_id,
+            dataset_id=body.dataset_id,
+            description=body.description,
+            files=tuple(body.files),
+            subjects=tuple(body.subjects),
+        )
+    except ValidationError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, describe_validation_error(error)) from None
+
+
+def _upload_destination(area: Path, relative: str) -> Path:
+    """Return where an upload goes, after the same path checks as for registration; 409 if it exists."""
+    try:
+        resolve_inside(area, relative)
+    except FileRejected as error:
+        if error.reason != RejectionReason.NOT_FOUND:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
+    else:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"'{relative}' is already staged; choose another name")
+
+    area = area.resolve()
+    destination = area.joinpath(*Path(relative).parts)
+    existing = destination.parent
+    while not existing.exists():
+        existing = existing.parent
+    # Checked before creating folders, so that no folder appears outside the
+    # area through a symbolic link.
+    if not existing.resolve().is_relative_to(area):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{relative}' leads outside the staging area")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return destination
+
+
+async def _receive(request: Request, destination: Path, max_bytes: int, name: str) -> StoredFile:
+    # The body goes to a temporary name and is linked into place only when
+    # complete, so a half-uploaded file is never registered.
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+    writer = LimitedFileWriter(partial, max_bytes, name)
+    try:
+        async for chunk in request.stream():
+            await asyncio.to_thread(writer.write, chunk)
+    except FileRejected as error:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, error.detail) from None
+    except BaseException:
+        writer.discard()
+        raise
+    stored = writer.finish()
+    try:
+        os.link(partial, destination)
+    except FileExistsError:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"'{name}' was staged by another upload meanwhile") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return StoredFile(destination, stored.size_bytes, stored.sha256)
+
+
+def _registration_report(registered: RegisteredVersion) -> dict[str, Any]:
+    inspection = registered.inspection
+    return {
+        "dataset_id": registered.dataset_id,
+        "version": registered.version,
+        "status": VersionStatus.PUBLISHED.value if registered.verdict.publishable else VersionStatus.BLOCKED.value,
+        "figures": registered.figures.model_dump(mode="json"),
+        "completeness_score": registered.completeness.total,
+        "completeness": [item.__dict__ for item in registered.completeness.criteria],
+        "accepted_files": [
+            {"path": item.path, "format": item.format.value, "size_bytes": item.size_bytes, "warnings": list(item.warnings)}
+            for item in inspection.accepted
+        ],
+        "rejected_files": [
+            {"path": item.path, "reason": item.reason.value, "detail": item.detail} for item in inspection.rejected
+        ],
+        "violations": [
+            {
+                "rule": violation.rule.value,
+                "severity": violation.severity.value,
+                "findings": [item.model_dump() for item in violation.contract_findings()],
+            }
+            for violation in registered.verdict.violations
+        ],
+        "subject_pseudonyms": len(registered.subjects),
+    }
+
+
+def _version_summary(history, row) -> dict[str, Any]:
+    pending = row["scan_status"] == "pending"
+    return {
+        "version": row["version"],
+        "status": "pending" if pending else history.status_of(row["version"]).value,
+        "title": row["description"]["title"],
+        "completeness_score": row["completeness_score"],
+        "figures": row["figures"],
+        "registered_at": row["registered_at"].isoformat(),
+        "published_at": row["published_at"].isoformat() if row["published_at"] else None,
+    }
+
+
+def _file_row(row) -> dict[str, Any]:
+    return {key: value for key, value in dict(row).items() if value is not None and key != "accepted"}
+
+
+def _flag_row(row) -> dict[str, Any]:
+    flag = dict(row)
+    for key in ("flagged_at", "cleared_at"):
+        flag[key] = flag[key].isoformat() if flag[key] else None
+    return flag

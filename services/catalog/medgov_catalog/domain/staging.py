@@ -1,0 +1,83 @@
+"""The staging area: where a hospital puts the files of a dataset before registering it.
+
+A RegisterDataset command names files relative to the institution's staging
+area. Each deployment configures one root directory. With the per-institution
+layout the area of institution `knuh` is `<root>/knuh/`. With the shared
+layout every institution reads from the root itself, which suits the demo,
+where the root is the sample-data folder. A path that leaves the area,
+directly or through a symbolic link, is rejected.
+"""
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from medgov_catalog.domain.rejection import FileRejected, RejectionReason
+
+_MAX_RELATIVE_PATH_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class StagingArea:
+    """The configured staging root and whether it has one folder per institution."""
+
+    root: Path
+    per_institution: bool = True
+
+    def area_of(self, institution_id: str) -> Path:
+        base = self.root / institution_id if self.per_institution else self.root
+        return base.resolve()
+
+    def resolve(self, institution_id: str, relative: str) -> Path:
+        """Return the real path of a staged regular file, or raise FileRejected."""
+        return resolve_inside(self.area_of(institution_id), relative)
+
+
+def resolve_inside(area: Path, relative: str) -> Path:
+    """Resolve `relative` under `area` and raise FileRejected unless it is a regular file there.
+
+    Absolute paths, `..` components, back slashes and NUL characters are
+    rejected before the file system is touched. Symbolic links are followed,
+    and the target must still lie inside `area`.
+    """
+    area = area.resolve()
+    parts = _checked_parts(relative)
+    candidate = area.joinpath(*parts)
+    try:
+        real = candidate.resolve(strict=True)
+    except FileNotFoundError:
+        raise FileRejected(RejectionReason.NOT_FOUND, f"no file at '{relative}' in the staging area") from None
+    except (OSError, RuntimeError) as error:
+        # RuntimeError is what pathlib raises for a symlink loop on Python 3.11.
+        raise FileRejected(RejectionReason.INVALID_PATH, f"cannot resolve '{relative}': {error}") from None
+
+    if not real.is_relative_to(area):
+        raise FileRejected(
+            RejectionReason.PATH_OUTSIDE_STAGING_AREA,
+            f"'{relative}' leads outside the staging area (through a symbolic link)",
+        )
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        raise FileRejected(RejectionReason.NOT_A_REGULAR_FILE, f"'{relative}' is not a regular file")
+    return real
+
+
+def _checked_parts(relative: str) -> tuple[str, ...]:
+    if not relative or not relative.strip():
+        raise FileRejected(RejectionReason.INVALID_PATH, "empty file path")
+    if len(relative) > _MAX_RELATIVE_PATH_CHARS:
+        raise FileRejected(RejectionReason.INVALID_PATH, f"file path longer than {_MAX_RELATIVE_PATH_CHARS} characters")
+    if "\x00" in relative or "\\" in relative:
+        raise FileRejected(
+            RejectionReason.INVALID_PATH, f"'{relative}' contains a NUL or back slash; use '/' between folders"
+        )
+
+    path = PurePosixPath(relative)
+    if path.is_absolute():
+        raise FileRejected(
+            RejectionReason.PATH_OUTSIDE_STAGING_AREA,
+            f"'{relative}' is absolute; give a path relative to the staging area",
+        )
+    if ".." in path.parts:
+        raise FileRejected(RejectionReason.PATH_OUTSIDE_STAGING_AREA, f"'{relative}' contains '..'")
+    return tuple(part for part in path.parts if part != ".")

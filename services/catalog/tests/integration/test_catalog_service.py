@@ -1,0 +1,267 @@
+"""The catalog service against the real Kafka broker and PostgreSQL: registration, scan, search, lifecycle."""
+
+from datetime import UTC, datetime
+
+import pytest
+from medgov_shared.contracts.events.catalog import (
+    MAX_SUBJECTS_PER_CHUNK,
+    DatasetFigures,
+    DatasetPublished,
+    DatasetRegistered,
+    DatasetWithdrawn,
+)
+from medgov_shared.contracts.events.inbound import RegisterDataset
+from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.messaging import dlq
+from medgov_shared.testing.services import http_client, running, unique_name, wait_until
+
+from medgov_catalog.main import build_service
+
+from .conftest import CATALOG_TOPIC, read_events, read_first_records
+
+pytestmark = pytest.mark.integration
+
+CLEAN_FILES = [
+    "synthea/bulk-export-10-patients/Immunization.000.ndjson",
+    "synthea/bulk-export-10-patients/AllergyIntolerance.000.ndjson",
+]
+
+
+def _service(settings, topics):
+    return build_service(settings, consumes=[topics.catalog, topics.inbound], consume_inbound=False)
+
+
+async def test_inbound_fileset_flagged_field_by_field(infra, topics, catalog_settings, describe, token):
+    dataset_id = unique_name("ds-fileset").replace("_", "-")
+    command = RegisterDataset(
+        institution_id=topics.institution,
+        dataset_id=dataset_id,
+        description=describe(topics.institution, distribution_formats=("application/dicom",)),
+        files=("dicom/fileset/DICOMDIR",),
+        subjects=(),
+    )
+
+    async with running(_service(catalog_settings(), topics)) as service:
+        await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
+        status = await wait_until(
+            lambda: service.pool.fetchval("SELECT scan_status FROM dataset_versions WHERE dataset_id = $1", dataset_id),
+            message="registered version",
+        )
+        async with http_client(service) as client:
+            report = await client.get(f"/datasets/{dataset_id}/versions/1/report", headers=token(["drb_reviewer"]))
+        events = await read_events(infra.kafka_bootstrap_servers, CATALOG_TOPIC, dataset_id, expected=2)
+
+    assert status == "blocked"
+    assert [event.type for event in events] == ["DatasetRegistered", "ComplianceViolationFlagged"]
+    assert events[0].data["figures"]["instance_count"] == 31
+    assert events[0].data["figures"]["modalities"] == ["CR", "CT", "MR"]
+    flag = events[1].data
+    assert flag["rule"] == "direct_identifier_in_pseudonymized_dataset"
+    assert flag["severity"] == "high"
+    flagged = {(item["file"], item["kind"]) for item in flag["findings"]}
+    assert ("dicom/fileset/DICOMDIR", "name") in flagged
+    assert ("dicom/fileset/77654033/CR1/6154", "patient_id") in flagged
+    assert report.status_code == 200
+    assert len(report.json()["accepted_files"]) == 32
+    assert report.json()["flags"][0]["rule"] == "direct_identifier_in_pseudonymized_dataset"
+
+
+async def test_inbound_command_from_wrong_publisher_dead_lettered(infra, topics, catalog_settings, describe):
+    dataset_id = unique_name("ds-bad").replace("_", "-")
+    command = RegisterDataset(
+        institution_id=topics.institution,
+        dataset_id=dataset_id,
+        description=describe("knuh"),
+        files=tuple(CLEAN_FILES),
+        subjects=(),
+    )
+
+    async with running(_service(catalog_settings(), topics)) as service:
+        await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
+        letters = await read_first_records(infra.kafka_bootstrap_servers, f"{topics.inbound}.dlq")
+        stored = await service.pool.fetchval("SELECT count(*) FROM datasets WHERE dataset_id = $1", dataset_id)
+
+    headers = dlq.headers_dict(letters[0].headers)
+    assert "description.publisher is 'knuh'" in headers[dlq.ERROR]
+    assert stored == 0
+
+
+async def test_upload_register_search_and_report(infra, topics, catalog_settings, describe, token, sample_data, tmp_path):
+    institution = topics.institution
+    (tmp_path / institution).mkdir()
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=institution)
+    dataset_id = unique_name("ds-imm").replace("_", "-")
+    uploads = [*CLEAN_FILES, "synthea/bulk-export-10-patients/log.ndjson"]
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        for relative in uploads:
+            content = (sample_data / relative).read_bytes()
+            response = await client.put(f"/staging/upload/{relative.rsplit('/', 1)[1]}", content=content, headers=hospital)
+            assert response.status_code == 201, response.text
+        body = {
+            "dataset_id": dataset_id,
+            "description": describe(institution, keywords=["immunization", "백신", "synthea"]).model_dump(mode="json"),
+            "files": [f"upload/{name.rsplit('/', 1)[1]}" for name in uploads],
+            "subjects": [],
+        }
+        registered = await client.post("/datasets", json=body, headers=hospital)
+        applicant = token(["applicant"], institution="vendor-medvision")
+        by_text = await client.get("/datasets", params={"q": "immunizations"}, headers=applicant)
+        by_hangul = await client.get("/datasets", params={"q": "백신", "duo": "HMB"}, headers=applicant)
+        by_wrong_facet = await client.get("/datasets", params={"q": "immunizations", "modality": "CT"}, headers=applicant)
+        duplicate = await client.put("/staging/upload/log.ndjson", content=b"{}", headers=hospital)
+        escape = await client.put("/staging/../outside.json", content=b"{}", headers=hospital)
+
+    assert registered.status_code == 201, registered.text
+    report = registered.json()
+    assert report["status"] == "published"
+    assert report["figures"]["record_count"] == 172
+    assert report["rejected_files"] == [
+        {
+            "path": "upload/log.ndjson",
+            "reason": "not_fhir",
+            "detail": "'upload/log.ndjson' line 1: not a FHIR resource (JSON without a 'resourceType' string)",
+        }
+    ]
+    assert [hit["dataset_id"] for hit in by_text.json()["results"]].count(dataset_id) == 1
+    assert dataset_id in [hit["dataset_id"] for hit in by_hangul.json()["results"]]
+    assert {"value": "HMB", "count": by_hangul.json()["total"]} in by_hangul.json()["facets"]["duo"]
+    assert dataset_id not in [hit["dataset_id"] for hit in by_wrong_facet.json()["results"]]
+    assert duplicate.status_code == 409
+    assert escape.status_code in (400, 404)
+
+
+async def test_oversized_upload_rejected_and_removed(topics, catalog_settings, token, tmp_path):
+    institution = topics.institution
+    (tmp_path / institution).mkdir()
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True, max_file_bytes=1000)
+    hospital = token(["hospital"], institution=institution)
+
+    async def body():
+        for _ in range(10):
+            yield b"x" * 500
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        streamed = await client.put("/staging/big.dcm", content=body(), headers=hospital)
+        declared = await client.put("/staging/big2.dcm", content=b"x" * 1001, headers=hospital)
+
+    assert streamed.status_code == 413
+    assert "passed the limit of 1000 bytes" in streamed.json()["detail"]
+    assert declared.status_code == 413
+    assert list((tmp_path / institution).iterdir()) == []
+
+
+async def test_versions_kept_and_withdrawal_final(topics, catalog_settings, describe, token):
+    institution = topics.institution
+    hospital = token(["hospital"], institution=institution)
+    dataset_id = unique_name("ds-life").replace("_", "-")
+    body = {
+        "dataset_id": dataset_id,
+        "description": describe(institution).model_dump(mode="json"),
+        "files": CLEAN_FILES,
+    }
+
+    async with running(_service(catalog_settings(), topics)) as service, http_client(service) as client:
+        first = await client.post("/datasets", json=body, headers=hospital)
+        second = await client.post("/datasets", json={**body, "files": CLEAN_FILES[:1]}, headers=hospital)
+        other = await client.post(
+            f"/datasets/{dataset_id}/withdrawal", json={"reason": "not mine"}, headers=token(["hospital"], "knuh")
+        )
+        withdrawn = await client.post(
+            f"/datasets/{dataset_id}/withdrawal", json={"reason": "Source system retired"}, headers=hospital
+        )
+        history = await client.get(f"/datasets/{dataset_id}", headers=hospital)
+        found = await client.get("/datasets", params={"institution": institution}, headers=hospital)
+        again = await client.post("/datasets", json=body, headers=hospital)
+
+    assert (first.json()["version"], second.json()["version"]) == (1, 2)
+    assert other.status_code == 409
+    assert withdrawn.status_code == 200
+    versions = history.json()["versions"]
+    assert [(item["version"], item["status"]) for item in versions] == [(1, "withdrawn"), (2, "withdrawn")]
+    assert versions[1]["figures"]["record_count"] == 161
+    assert history.json()["withdrawal_reason"] == "Source system retired"
+    assert found.json()["total"] == 0
+    assert again.status_code == 422
+    assert "was withdrawn" in again.json()["detail"]
+
+
+async def test_remote_region_datasets_indexed(topics, catalog_settings, describe, token):
+    dataset_id = unique_name("ds-gwangju").replace("_", "-")
+    now = datetime.now(UTC)
+    figures = DatasetFigures(
+        resource_counts={}, subject_count=40, record_count=1200, condition_codes=("http://snomed.info/sct|254637007",),
+        observation_codes=(), modalities=("CT",), body_parts=("CHEST",), study_count=40, series_count=80,
+        instance_count=1200, character_sets=("ISO 2022 IR 149",),
+    )
+    registered = DatasetRegistered(
+        dataset_id=dataset_id, version=1, institution_id="jnuh", region="gwangju",
+        description=describe("jnuh", title="폐암 흉부 CT", keywords=("lung", "CT")), figures=figures,
+        completeness_score=90, registered_at=now,
+    )
+    published = DatasetPublished(
+        dataset_id=dataset_id, version=1, institution_id="jnuh", region="gwangju", title="폐암 흉부 CT",
+        duo_codes=("HMB",), legal_basis="pseudonymized_research", completeness_score=90, record_count=1200,
+        subject_count=40, published_at=now,
+    )
+    withdrawn = DatasetWithdrawn(dataset_id=dataset_id, institution_id="jnuh", reason="retired", withdrawn_at=now)
+    reader = token(["applicant"], institution="vendor-gwangai")
+
+    async with running(_service(catalog_settings(), topics)) as service, http_client(service) as client:
+        await topics.publish(topics.catalog, [registered, published], source="medgov/catalog", region="gwangju")
+
+        async def indexed():
+            response = await client.get("/datasets", params={"region": "gwangju", "modality": "CT"}, headers=reader)
+            return dataset_id in [hit["dataset_id"] for hit in response.json()["results"]] and response.json()
+
+        result = await wait_until(indexed, message="remote dataset in the index")
+        by_condition = await client.get(
+            "/datasets", params={"condition": "http://snomed.info/sct|254637007", "q": "폐암"}, headers=reader
+        )
+        await topics.publish(topics.catalog, [withdrawn], source="medgov/catalog", region="gwangju")
+
+        async def removed():
+            response = await client.get("/datasets", params={"region": "gwangju"}, headers=reader)
+            return dataset_id not in [hit["dataset_id"] for hit in response.json()["results"]]
+
+        await wait_until(removed, message="withdrawn remote dataset removed from the index")
+        detail = await client.get(f"/datasets/{dataset_id}", headers=reader)
+
+    hit = next(item for item in result["results"] if item["dataset_id"] == dataset_id)
+    assert hit["origin"] == "remote"
+    assert hit["institution_id"] == "jnuh"
+    assert dataset_id in [item["dataset_id"] for item in by_condition.json()["results"]]
+    assert detail.json()["withdrawal_reason"] == "retired"
+    assert detail.json()["origin"] == "remote"
+
+
+@pytest.mark.slow
+async def test_200k_subjects_published_in_chunks(infra, topics, catalog_settings, describe, token):
+    subjects = [pseudonymize(f"MRN{index:07d}", region="daegu", key=b"k" * 32) for index in range(200_000)]
+    institution = topics.institution
+    dataset_id = unique_name("ds-big").replace("_", "-")
+    body = {
+        "dataset_id": dataset_id,
+        "description": describe(institution).model_dump(mode="json"),
+        "files": CLEAN_FILES[:1],
+        "subjects": subjects,
+    }
+
+    async with running(_service(catalog_settings(), topics)) as service, http_client(service) as client:
+        response = await client.post("/datasets", json=body, headers=token(["hospital"], institution=institution), timeout=120)
+        stored = await service.pool.fetchval("SELECT count(*) FROM dataset_subjects WHERE dataset_id = $1", dataset_id)
+        sizes = await service.pool.fetch(
+            "SELECT event_type, length(value) AS size FROM outbox WHERE key = $1 ORDER BY position", dataset_id
+        )
+        events = await read_events(infra.kafka_bootstrap_servers, CATALOG_TOPIC, dataset_id, expected=42, timeout_s=60)
+
+    chunks = [event for event in events if event.type == "DatasetSubjectsAdded"]
+    assert response.status_code == 201, response.text[:500]
+    assert stored == 200_000
+    assert len(chunks) == 200_000 // MAX_SUBJECTS_PER_CHUNK
+    assert sum(len(event.data["subjects"]) for event in chunks) == 200_000
+    assert {event.data["chunk_count"] for event in chunks} == {40}
+    assert max(row["size"] for row in sizes) < 1_000_000
+    assert events[0].type == "DatasetRegistered"
+    assert events[-1].type == "DatasetPublished"

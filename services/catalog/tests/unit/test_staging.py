@@ -1,0 +1,88 @@
+"""Paths in a RegisterDataset command must stay inside the institution's staging area."""
+
+import os
+
+import pytest
+
+from medgov_catalog.domain.rejection import FileRejected, RejectionReason
+from medgov_catalog.domain.staging import StagingArea, resolve_inside
+
+
+@pytest.fixture
+def area(tmp_path):
+    root = tmp_path / "staging"
+    (root / "knuh" / "ct").mkdir(parents=True)
+    (root / "knuh" / "ct" / "a.dcm").write_bytes(b"x")
+    (root / "yumc").mkdir()
+    (root / "yumc" / "secret.json").write_text("{}")
+    (tmp_path / "outside.json").write_text("{}")
+    return root
+
+
+def _reason(callable_, *args) -> RejectionReason:
+    with pytest.raises(FileRejected) as raised:
+        callable_(*args)
+    return raised.value.reason
+
+
+def test_resolves_file_in_own_area(area):
+    staging = StagingArea(area)
+
+    resolved = staging.resolve("knuh", "ct/a.dcm")
+
+    assert resolved == (area / "knuh" / "ct" / "a.dcm").resolve()
+
+
+@pytest.mark.parametrize(
+    ("relative", "reason"),
+    [
+        ("../yumc/secret.json", RejectionReason.PATH_OUTSIDE_STAGING_AREA),
+        ("ct/../../yumc/secret.json", RejectionReason.PATH_OUTSIDE_STAGING_AREA),
+        ("/etc/passwd", RejectionReason.PATH_OUTSIDE_STAGING_AREA),
+        ("", RejectionReason.INVALID_PATH),
+        ("ct\\a.dcm", RejectionReason.INVALID_PATH),
+        ("ct/a.dcm\x00.json", RejectionReason.INVALID_PATH),
+        ("ct/missing.dcm", RejectionReason.NOT_FOUND),
+        ("ct", RejectionReason.NOT_A_REGULAR_FILE),
+    ],
+)
+def test_rejects_bad_relative_path(area, relative, reason):
+    assert _reason(StagingArea(area).resolve, "knuh", relative) == reason
+
+
+def test_symlink_out_of_area_rejected(area, tmp_path):
+    os.symlink(tmp_path / "outside.json", area / "knuh" / "link.json")
+
+    assert _reason(StagingArea(area).resolve, "knuh", "link.json") == RejectionReason.PATH_OUTSIDE_STAGING_AREA
+
+
+def test_symlink_to_other_institution_rejected(area):
+    os.symlink(area / "yumc", area / "knuh" / "neighbour")
+
+    assert _reason(StagingArea(area).resolve, "knuh", "neighbour/secret.json") == RejectionReason.PATH_OUTSIDE_STAGING_AREA
+
+
+def test_symlink_inside_area_followed(area):
+    os.symlink(area / "knuh" / "ct" / "a.dcm", area / "knuh" / "alias.dcm")
+
+    assert StagingArea(area).resolve("knuh", "alias.dcm") == (area / "knuh" / "ct" / "a.dcm").resolve()
+
+
+def test_symlink_loop_rejected(area):
+    os.symlink(area / "knuh" / "loop", area / "knuh" / "loop")
+
+    assert _reason(StagingArea(area).resolve, "knuh", "loop") in {RejectionReason.INVALID_PATH, RejectionReason.NOT_FOUND}
+
+
+def test_shared_layout_reads_from_root(area):
+    staging = StagingArea(area, per_institution=False)
+
+    assert staging.resolve("knuh", "yumc/secret.json") == (area / "yumc" / "secret.json").resolve()
+    assert _reason(staging.resolve, "knuh", "../outside.json") == RejectionReason.PATH_OUTSIDE_STAGING_AREA
+
+
+def test_message_names_path(area):
+    with pytest.raises(FileRejected) as raised:
+        resolve_inside(area.resolve(), "knuh/ct/nothing.dcm")
+
+    assert "knuh/ct/nothing.dcm" in raised.value.detail
