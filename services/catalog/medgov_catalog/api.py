@@ -196,6 +196,26 @@ def build_router() -> APIRouter:
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
         return {"dataset_id": dataset_id, "withdrawn_at": event.withdrawn_at.isoformat(), "reason": event.reason}
 
+    @router.get("/compliance-flags")
+    async def list_flags(
+        request: Request,
+        _: Annotated[Principal, Depends(require_roles("drb_reviewer", "council", "operator"))],
+        open_only: Annotated[bool, Query(description="Only flags not yet cleared.")] = False,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        """List compliance flags, newest first, without their findings (see the version report for those)."""
+        rows = await _service(request).pool.fetch(
+            "SELECT flag_id, dataset_id, version, institution_id, rule, severity, flagged_at, cleared_at "
+            "FROM compliance_flags WHERE (NOT $1 OR cleared_at IS NULL) ORDER BY flagged_at DESC LIMIT $2",
+            open_only, limit,
+        )
+        return {"items": [
+            {**dict(row), "flagged_at": row["flagged_at"].isoformat(),
+             "cleared_at": row["cleared_at"].isoformat() if row["cleared_at"] else None,
+             "status": "cleared" if row["cleared_at"] else "open"}
+            for row in rows
+        ]}
+
     @router.post("/compliance-flags/{flag_id}/clearance")
     async def clear_flag(
         flag_id: str,

@@ -49,6 +49,8 @@ async def test_inbound_fileset_flagged_field_by_field(infra, topics, catalog_set
         )
         async with http_client(service) as client:
             report = await client.get(f"/datasets/{dataset_id}/versions/1/report", headers=token(["drb_reviewer"]))
+            flags = await client.get("/compliance-flags", params={"open_only": "true"}, headers=token(["council"]))
+            flags_as_hospital = await client.get("/compliance-flags", headers=token(["hospital"]))
         events = await read_events(infra.kafka_bootstrap_servers, CATALOG_TOPIC, dataset_id, expected=2)
 
     assert status == "blocked"
@@ -64,6 +66,9 @@ async def test_inbound_fileset_flagged_field_by_field(infra, topics, catalog_set
     assert report.status_code == 200
     assert len(report.json()["accepted_files"]) == 32
     assert report.json()["flags"][0]["rule"] == "direct_identifier_in_pseudonymized_dataset"
+    listed = [item for item in flags.json()["items"] if item["dataset_id"] == dataset_id]
+    assert [(item["status"], item["severity"]) for item in listed] == [("open", "high")]
+    assert flags_as_hospital.status_code == 403
 
 
 async def test_inbound_command_from_wrong_publisher_dead_lettered(infra, topics, catalog_settings, describe):
