@@ -237,3 +237,12 @@ def test_pseudonym_with_rrn_shaped_digits_accepted():
     assert shaped, "expected at least one pseudonym whose digest looks like an RRN"
     for subject in shaped:
         assert ConsentRevoked.model_validate(revoked(subject=subject)).subject == subject
+
+
+def test_widened_pattern_compatible_and_narrowed_breaking():
+    published = {"properties": {"code": {"type": "string", "pattern": "^(GRU|HMB)$"}}, "required": ["code"]}
+    widened = {"properties": {"code": {"type": "string", "pattern": "^(GRU|HMB|NCU)$"}}, "required": ["code"]}
+    narrowed = {"properties": {"code": {"type": "string", "pattern": "^(GRU)$"}}, "required": ["code"]}
+
+    assert breaking_changes(published, widened) == []
+    assert breaking_changes(published, narrowed) == ["field 'code' changed type or constraints"]

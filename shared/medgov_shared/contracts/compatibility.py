@@ -1,7 +1,8 @@
 """Checks that a schema still accepts everything a published version accepted.
 
-A published version may gain optional fields. It may not lose a field, gain
-a required field, or change a field's type; that is a breaking change and
+A published version may gain optional fields, and a pattern of alternatives
+(such as the DUO codes) may gain alternatives. It may not lose a field, gain
+a required field, or change a field's type or narrow its constraints; that is a breaking change and
 needs a new schema version (a new payload class with schema_version + 1).
 """
 
@@ -21,6 +22,43 @@ def _shape(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_shape(item) for item in schema]
     return schema
+
+
+def _alternatives(pattern: str) -> set[str] | None:
+    """The top-level alternatives of a pattern shaped ^(a|b|c)$, or None for any other shape."""
+    if not (pattern.startswith("^(") and pattern.endswith(")$")):
+        return None
+    body, parts, depth, current = pattern[2:-2], [], 0, ""
+    for char in body:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "|" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return set(parts)
+
+
+def _widened(old: Any, new: Any) -> bool:
+    """True when `new` equals `old` except for patterns that only gained alternatives."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        if old.keys() != new.keys():
+            return False
+        for key in old:
+            if key == "pattern" and old[key] != new[key]:
+                before, after = _alternatives(old[key]), _alternatives(new[key])
+                if before is None or after is None or not before <= after:
+                    return False
+            elif not _widened(old[key], new[key]):
+                return False
+        return True
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(_widened(a, b) for a, b in zip(old, new, strict=True))
+    return old == new
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +83,7 @@ def breaking_changes(published: dict[str, Any], current: dict[str, Any], path: s
             nested_old = {**old_resolved, "$defs": published.get("$defs", {})}
             nested_new = {**new_resolved, "$defs": current.get("$defs", {})}
             problems += breaking_changes(nested_old, nested_new, f"{where}.")
-        elif _shape(old_resolved) != _shape(new_resolved):
+        elif not _widened(_shape(old_resolved), _shape(new_resolved)):
             problems.append(f"field '{where}' changed type or constraints")
     added_required = set(current.get("required", [])) - set(published.get("required", []))
     for name in sorted(added_required):

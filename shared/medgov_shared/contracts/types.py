@@ -60,7 +60,7 @@ InstitutionId = Annotated[
 # GA4GH Data Use Ontology codes, e.g. GRU, HMB, DS:<disease>, NCU, IRB.
 DuoCode = Annotated[
     str,
-    StringConstraints(pattern=r"^(GRU|HMB|DS(:[A-Za-z0-9._-]+)?|POA|NRES|NCU|NPU|NMDS|GSO|IRB|RS(:[A-Za-z0-9._-]+)?|PUB|COL|RTN|TS|GS|IS|PS|US|MOR|NPUNCU|DUO:\d{7})$"),
+    StringConstraints(pattern=r"^(GRU|HMB|DS(:[A-Za-z0-9._-]+)?|POA|NRES|NCU|NPU|NMDS|GSO|IRB|RS(:[A-Za-z0-9._-]+)?|PUB|COL|RTN|TS|GS|IS|PS|US|MOR|NPUNCU|NPOA|CC|DUO:\d{7})$"),
     Field(description="GA4GH Data Use Ontology code.", examples=["HMB"]),
 ]
 

@@ -45,6 +45,7 @@ class HandlerContext:
         event_id: uuid.UUID | None = None,
         time: datetime | None = None,
         topic: str | None = None,
+        region: str | None = None,
     ) -> Envelope:
         """Write `payload` to the outbox in this transaction, linked to the event being handled.
 
@@ -65,6 +66,7 @@ class HandlerContext:
             event_id=event_id,
             time=time or self.now(),
             topic=topic,
+            region=region,
         )
         if self.correlation_id is None:
             # Later events of the same unit of work share the first one's flow id.

@@ -34,6 +34,7 @@ class Outbox:
         event_id: uuid.UUID | None = None,
         time: datetime | None = None,
         topic: str | None = None,
+        region: str | None = None,
     ) -> Envelope:
         """Insert one event; call inside the transaction that makes the state change.
 
@@ -44,7 +45,7 @@ class Outbox:
         envelope = wrap(
             payload,
             source=self.source,
-            region=self.region,
+            region=region or self.region,
             correlation_id=correlation_id,
             causation_id=causation_id,
             event_id=event_id,

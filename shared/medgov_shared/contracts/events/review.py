@@ -90,6 +90,7 @@ class RevisionRequested(_ApplicationEvent):
     missing_items: tuple[str, ...] = field("Every missing or incomplete item.", ["irb_document_ref"])
     comments: tuple[str, ...] = field("Reviewer comments.", [])
     requested_at: UtcDatetime = field("When the clock stopped.", "2026-12-05T09:00:00Z")
+    region: Region | None = field("Region of the board that asked; absent for screening.", "daegu", default=None)
 
 
 class ApplicationApproved(_ApplicationEvent):

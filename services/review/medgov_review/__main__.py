@@ -1,0 +1,3 @@
+from medgov_review.main import main
+
+main()
