@@ -1,0 +1,3 @@
+from medgov_consent.main import main
+
+main()

@@ -1,0 +1,180 @@
+"""Recording a subject's consents and revocations, and what follows: events, fan-out and re-check.
+
+Each function runs inside the caller's unit of work (an HTTP request or a
+consumed event) and locks the subject's row first, so the changes of one
+subject apply one at a time in the order they arrive.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
+from medgov_shared.contracts.institutions import get_institution
+from medgov_shared.messaging.context import HandlerContext
+from medgov_shared.observability.metrics import REVOCATION_FANOUT_SECONDS
+
+from medgov_consent.commands.exclusions import fan_out
+from medgov_consent.commands.recheck import recheck_subject
+from medgov_consent.domain.errors import ConsentRejected, RejectionReason
+from medgov_consent.domain.history import AppliedRevocation, Channel, ChangeKind, ConsentHistory, ConsentRecord, Revocation
+from medgov_consent.domain.policy import ConsentPolicy
+from medgov_consent.domain.scope import permitted_scope
+from medgov_consent.repository import histories
+
+
+@dataclass(frozen=True)
+class ConsentOutcome:
+    consent_id: str
+    change: ChangeKind
+    revocations_applied: int
+    exclusions_requested: int
+
+
+@dataclass(frozen=True)
+class RevocationOutcome:
+    consent_id: str
+    change: ChangeKind
+    exclusions_requested: int
+
+
+def new_dashboard_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:20]}"
+
+
+async def record_consent(
+    context: HandlerContext,
+    *,
+    subject: str,
+    consent_id: str,
+    institution_id: str,
+    channel: Channel,
+    policy: ConsentPolicy,
+    granted_at: datetime,
+    acknowledge_within: timedelta,
+) -> ConsentOutcome:
+    """Record a consent (or a new version of it), apply revocations parked for it, and emit what changed."""
+    before = await _locked_history(context, subject)
+    existing = before.consent(consent_id)
+    if existing is not None and existing.institution_id != institution_id:
+        raise ConsentRejected(
+            RejectionReason.CONSENT_ID_TAKEN,
+            f"consent id {consent_id!r} of this subject belongs to {existing.institution_id}; choose an id unique to {institution_id}",
+            path="consent_id",
+        )
+
+    after, change = before.record_consent(
+        consent_id, institution_id=institution_id, channel=channel, policy=policy, granted_at=granted_at
+    )
+    await histories.save_history(context.connection, before, after, context.now())
+    if change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED):
+        await _emit_granted(context, subject, change.record)
+    for applied in change.applied:
+        await _emit_revoked(context, after, applied)
+
+    planned = await fan_out(context, after, acknowledge_within) if change.applied else []
+    if change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED):
+        await recheck_subject(context, after)
+    context.log.info("consent recorded", consent_id=consent_id, change=change.kind.value, revocations_applied=len(change.applied))
+    return ConsentOutcome(consent_id, change.kind, len(change.applied), len(planned))
+
+
+async def revoke(
+    context: HandlerContext, *, subject: str, revocation: Revocation, acknowledge_within: timedelta
+) -> RevocationOutcome:
+    """Apply or park a revocation; an applied one is announced and fanned out to the grants it reaches."""
+    before = await _locked_history(context, subject)
+    after, change = before.record_revocation(revocation)
+    await histories.save_history(context.connection, before, after, context.now())
+    if change.applied is None:
+        context.log.info("revocation not applied", consent_id=revocation.consent_id, change=change.kind.value)
+        return RevocationOutcome(revocation.consent_id, change.kind, 0)
+
+    await _emit_revoked(context, after, change.applied)
+    planned = await fan_out(context, after, acknowledge_within)
+    if change.applied.effective_at <= context.now():
+        REVOCATION_FANOUT_SECONDS.observe(max((context.now() - change.applied.effective_at).total_seconds(), 0.0))
+    await recheck_subject(context, after)
+    context.log.info("revocation applied", consent_id=revocation.consent_id, exclusions=len(planned))
+    return RevocationOutcome(revocation.consent_id, change.kind, len(planned))
+
+
+async def revoke_everything(
+    context: HandlerContext,
+    *,
+    subject: str,
+    institution_id: str | None,
+    effective_at: datetime,
+    acknowledge_within: timedelta,
+    scope: ConsentScope | None = None,
+) -> list[RevocationOutcome]:
+    """Revoke every consent of the subject in force, or opt out when none is; the dashboard's revoke button.
+
+    `scope` None revokes all each consent permitted (or, for an opt-out, all
+    research). `institution_id` names the hospital the patient acts through;
+    it is needed only for an opt-out, which revokes no hospital's consent.
+    """
+    history = await _locked_history(context, subject)
+    in_force = [record for record in history.consents if record.in_force(effective_at)]
+    if not in_force:
+        if institution_id is None:
+            raise ConsentRejected(
+                RejectionReason.UNKNOWN_INSTITUTION,
+                "no consent is in force, so the opt-out needs institution_id: the hospital you act through",
+                path="institution_id",
+            )
+        opt_out = Revocation(new_dashboard_id("optout"), institution_id, "dashboard", effective_at, scope, standalone=True)
+        return [await revoke(context, subject=subject, revocation=opt_out, acknowledge_within=acknowledge_within)]
+
+    outcomes = []
+    for record in in_force:
+        revocation = Revocation(record.consent_id, record.institution_id, "dashboard", effective_at, scope)
+        outcomes.append(await revoke(context, subject=subject, revocation=revocation, acknowledge_within=acknowledge_within))
+    return outcomes
+
+
+async def _locked_history(context: HandlerContext, subject: str) -> ConsentHistory:
+    await histories.lock_subject(context.connection, subject, context.now())
+    return await histories.load_history(context.connection, subject)
+
+
+async def _emit_granted(context: HandlerContext, subject: str, record: ConsentRecord) -> None:
+    scope = permitted_scope(record.policy)
+    if scope is None:
+        # An opt-out consent permits nothing, and ConsentGranted has no field to say so.
+        context.log.info("consent permits nothing; no ConsentGranted emitted", consent_id=record.consent_id)
+        return
+    period = record.policy.root.period
+    await context.emit(
+        ConsentGranted(
+            subject=subject,
+            consent_id=record.consent_id,
+            institution_id=record.institution_id,
+            region=get_institution(record.institution_id).region,
+            scope=scope,
+            period_start=period.start if period else None,
+            period_end=period.end if period else None,
+            channel=record.channel,
+            granted_at=record.granted_at,
+        )
+    )
+
+
+async def _emit_revoked(context: HandlerContext, history: ConsentHistory, applied: AppliedRevocation) -> None:
+    if applied.denied is None:
+        # Revoking an opt-out withdraws no consent, so there is no ConsentRevoked to announce.
+        context.log.info("opt-out consent revoked; no ConsentRevoked emitted", consent_id=applied.consent_id)
+        return
+    consent = history.consent(applied.consent_id)
+    institution_id = consent.institution_id if consent else applied.revocation.institution_id
+    await context.emit(
+        ConsentRevoked(
+            subject=history.subject,
+            consent_id=applied.consent_id,
+            institution_id=institution_id,
+            region=get_institution(institution_id).region,
+            scope=applied.denied,
+            channel=applied.revocation.channel,
+            effective_at=applied.effective_at,
+        )
+    )

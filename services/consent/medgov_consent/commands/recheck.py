@@ -1,0 +1,53 @@
+"""Re-checking active grants when a consent narrows or a dataset's terms change; findings replace the previous ones."""
+
+from medgov_shared.messaging.context import HandlerContext
+
+from medgov_consent.domain import fanout
+from medgov_consent.domain.history import ConsentHistory
+from medgov_consent.repository import exclusions, histories, projections
+
+
+async def recheck_subject(context: HandlerContext, history: ConsentHistory) -> int:
+    """Store the subject's active grants that no longer match its consents; return how many."""
+    connection = context.connection
+    dataset_ids = await projections.datasets_of_subject(connection, history.subject)
+    mismatches = fanout.recheck_subject(
+        history,
+        subject_dataset_ids=dataset_ids,
+        datasets=await projections.dataset_terms(connection, dataset_ids),
+        grants=await projections.grants_on(connection, dataset_ids),
+        requested=await exclusions.requested_ids(connection, [history.subject]),
+        now=context.now(),
+    )
+    await exclusions.replace_subject_mismatches(connection, history.subject, mismatches, context.now())
+    if mismatches:
+        context.log.info("grants no longer match a subject's consent", count=len(mismatches))
+    return len(mismatches)
+
+
+async def recheck_dataset(context: HandlerContext, dataset_id: str) -> int:
+    """Store the active grants on a dataset that no longer match its terms or its members' consents; return how many.
+
+    NOTE: this reads every member's history in one go; for datasets of many
+    thousand subjects it should move to a job that works in chunks.
+    """
+    connection = context.connection
+    terms = (await projections.dataset_terms(connection, [dataset_id])).get(dataset_id)
+    if terms is None:
+        return 0
+    grants = [grant for grant in await projections.grants_on(connection, [dataset_id]) if grant.active_at(context.now())]
+    if not grants:
+        await exclusions.replace_dataset_mismatches(connection, dataset_id, [], context.now())
+        return 0
+    members = await projections.members_of(connection, dataset_id)
+    mismatches = fanout.recheck_dataset(
+        terms,
+        members=await histories.load_histories(connection, members),
+        grants=grants,
+        requested=await exclusions.requested_ids(connection, members),
+        now=context.now(),
+    )
+    await exclusions.replace_dataset_mismatches(connection, dataset_id, mismatches, context.now())
+    if mismatches:
+        context.log.info("grants no longer match a dataset", dataset_id=dataset_id, count=len(mismatches))
+    return len(mismatches)

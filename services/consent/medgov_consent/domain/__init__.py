@@ -1,0 +1,1 @@
+"""The consent domain: FHIR Consent reading, consent evaluation, revocation fan-out and exclusions."""

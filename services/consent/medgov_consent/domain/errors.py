@@ -1,0 +1,55 @@
+"""Errors of the consent domain; each carries a stable code that the HTTP and Kafka entrypoints report."""
+
+from enum import StrEnum
+
+
+class RejectionReason(StrEnum):
+    """Reason code for rejecting a consent, revocation or scope from outside."""
+
+    MALFORMED_FHIR = "malformed_fhir"
+    NOT_A_CONSENT = "not_a_consent"
+    NOT_ACTIVE = "consent_not_active"
+    NOT_A_DATA_USE_CONSENT = "not_a_data_use_consent"
+    NO_DECISION = "no_decision"
+    UNKNOWN_INSTITUTION = "unknown_institution"
+    UNSUPPORTED_CONDITION = "unsupported_condition"
+    NO_USABLE_SCOPE = "no_usable_scope"
+    CONSENT_ID_TAKEN = "consent_id_taken"
+
+
+class ConsentDomainError(Exception):
+    """Base of the domain's errors; `code` is a stable machine-readable name."""
+
+    code: str = "consent_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConsentRejected(ConsentDomainError):
+    """Raised when a consent, revocation or scope cannot be recorded; `path` names the offending element."""
+
+    def __init__(self, reason: RejectionReason, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.reason = reason
+        self.code = reason.value
+        self.path = path
+
+
+class UnknownSubject(ConsentDomainError):
+    code = "unknown_subject"
+
+
+class UnknownExclusion(ConsentDomainError):
+    code = "unknown_exclusion"
+
+
+class NotAParty(ConsentDomainError):
+    """Raised when an institution acknowledges an exclusion it is neither grantee nor holder of."""
+
+    code = "not_a_party"
+
+
+class UnknownConsent(ConsentDomainError):
+    code = "unknown_consent"

@@ -1,0 +1,1 @@
+"""SQL of the consent service on an asyncpg connection, one module per concern."""

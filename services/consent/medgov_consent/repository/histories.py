@@ -1,0 +1,230 @@
+"""Consent histories in PostgreSQL: one locked `subjects` row per subject, its consents, revocations and parked revocations."""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import TypeAdapter
+
+from medgov_shared.contracts.events.consent import ConsentScope
+
+from medgov_consent.domain.history import AppliedRevocation, ConsentHistory, ConsentRecord, Revocation
+from medgov_consent.domain.policy import ConsentPolicy
+from medgov_consent.domain.scope import permitted_scope
+
+_POLICY = TypeAdapter(ConsentPolicy)
+
+
+def policy_to_json(policy: ConsentPolicy) -> dict[str, Any]:
+    return _POLICY.dump_python(policy, mode="json")
+
+
+def policy_from_json(value: dict[str, Any]) -> ConsentPolicy:
+    return _POLICY.validate_python(value)
+
+
+def _scope_to_json(scope: ConsentScope | None) -> dict[str, Any] | None:
+    return scope.model_dump(mode="json") if scope is not None else None
+
+
+def _scope_from_json(value: dict[str, Any] | None) -> ConsentScope | None:
+    return ConsentScope.model_validate(value) if value is not None else None
+
+
+async def lock_subject(connection: asyncpg.Connection, subject: str, now: datetime) -> None:
+    """Create the subject's row if needed and lock it until the transaction ends."""
+    await connection.execute(
+        "INSERT INTO subjects (subject, updated_at) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING", subject, now
+    )
+    await connection.execute("SELECT 1 FROM subjects WHERE subject = $1 FOR UPDATE", subject)
+
+
+async def lock_subjects(connection: asyncpg.Connection, subjects: Iterable[str], now: datetime) -> None:
+    # Sorted, so two transactions that lock overlapping sets take the locks in one order.
+    for subject in sorted(set(subjects)):
+        await lock_subject(connection, subject, now)
+
+
+async def subject_known(connection: asyncpg.Connection, subject: str) -> bool:
+    return bool(
+        await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM subjects WHERE subject = $1) "
+            "OR EXISTS (SELECT 1 FROM dataset_subjects WHERE subject = $1)",
+            subject,
+        )
+    )
+
+
+async def load_history(connection: asyncpg.Connection, subject: str) -> ConsentHistory:
+    histories = await load_histories(connection, [subject])
+    return histories[subject]
+
+
+async def load_histories(connection: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, ConsentHistory]:
+    """Return the history of each subject; a subject without rows gets an empty history."""
+    wanted = sorted(set(subjects))
+    sequences = await connection.fetch("SELECT subject, next_sequence FROM subjects WHERE subject = ANY($1)", wanted)
+    consents = await connection.fetch(
+        "SELECT * FROM consents WHERE subject = ANY($1) ORDER BY subject, sequence", wanted
+    )
+    revocations = await connection.fetch(
+        "SELECT * FROM revocations WHERE subject = ANY($1) ORDER BY subject, sequence", wanted
+    )
+    parked = await connection.fetch(
+        "SELECT * FROM parked_revocations WHERE subject = ANY($1) ORDER BY subject, id", wanted
+    )
+
+    next_sequence = {row["subject"]: row["next_sequence"] for row in sequences}
+    return {
+        subject: ConsentHistory(
+            subject=subject,
+            consents=tuple(_consent(row) for row in consents if row["subject"] == subject),
+            revocations=tuple(_applied(row) for row in revocations if row["subject"] == subject),
+            parked=tuple(_parked(row) for row in parked if row["subject"] == subject),
+            next_sequence=next_sequence.get(subject, 0),
+        )
+        for subject in wanted
+    }
+
+
+async def all_subjects(connection: asyncpg.Connection) -> list[str]:
+    return [row["subject"] for row in await connection.fetch("SELECT subject FROM subjects ORDER BY subject")]
+
+
+async def save_history(connection: asyncpg.Connection, before: ConsentHistory, after: ConsentHistory, now: datetime) -> None:
+    """Write what changed between two versions of a subject's history; the caller holds the subject's lock."""
+    if after == before:
+        return
+    previous = {record.consent_id: record for record in before.consents}
+    for record in after.consents:
+        if previous.get(record.consent_id) != record:
+            await _upsert_consent(connection, after.subject, record, now)
+
+    for applied in after.revocations[len(before.revocations) :]:
+        await _insert_revocation(connection, after.subject, applied, now)
+
+    if after.parked != before.parked:
+        await connection.execute("DELETE FROM parked_revocations WHERE subject = $1", after.subject)
+        for revocation in after.parked:
+            await connection.execute(
+                "INSERT INTO parked_revocations (subject, consent_id, institution_id, channel, effective_at, scope, parked_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                after.subject,
+                revocation.consent_id,
+                revocation.institution_id,
+                revocation.channel,
+                revocation.effective_at,
+                _scope_to_json(revocation.scope),
+                now,
+            )
+
+    await connection.execute(
+        "UPDATE subjects SET next_sequence = $2, updated_at = $3 WHERE subject = $1", after.subject, after.next_sequence, now
+    )
+
+
+async def subjects_with_revocations(connection: asyncpg.Connection, subjects: Iterable[str]) -> list[str]:
+    rows = await connection.fetch(
+        "SELECT DISTINCT subject FROM revocations WHERE subject = ANY($1) ORDER BY subject", sorted(set(subjects))
+    )
+    return [row["subject"] for row in rows]
+
+
+async def subjects_with_due_revocations(connection: asyncpg.Connection, now: datetime, limit: int) -> list[str]:
+    rows = await connection.fetch(
+        "SELECT DISTINCT subject FROM revocations WHERE fanned_out_at IS NULL AND effective_at <= $1 "
+        "ORDER BY subject LIMIT $2",
+        now,
+        limit,
+    )
+    return [row["subject"] for row in rows]
+
+
+async def mark_fanned_out(connection: asyncpg.Connection, subject: str, now: datetime) -> None:
+    """Record that every revocation of the subject in effect at `now` reached the grants known now."""
+    await connection.execute(
+        "UPDATE revocations SET fanned_out_at = $2 WHERE subject = $1 AND fanned_out_at IS NULL AND effective_at <= $2",
+        subject,
+        now,
+    )
+
+
+async def _upsert_consent(connection: asyncpg.Connection, subject: str, record: ConsentRecord, now: datetime) -> None:
+    await connection.execute(
+        """
+        INSERT INTO consents (subject, consent_id, institution_id, channel, policy, permitted_scope,
+                              granted_at, sequence, withdrawn_at, recorded_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (subject, consent_id) DO UPDATE SET
+            institution_id = EXCLUDED.institution_id, channel = EXCLUDED.channel, policy = EXCLUDED.policy,
+            permitted_scope = EXCLUDED.permitted_scope, granted_at = EXCLUDED.granted_at,
+            sequence = EXCLUDED.sequence, withdrawn_at = EXCLUDED.withdrawn_at, recorded_at = EXCLUDED.recorded_at
+        """,
+        subject,
+        record.consent_id,
+        record.institution_id,
+        record.channel,
+        policy_to_json(record.policy),
+        _scope_to_json(permitted_scope(record.policy)),
+        record.granted_at,
+        record.sequence,
+        record.withdrawn_at,
+        now,
+    )
+
+
+async def _insert_revocation(connection: asyncpg.Connection, subject: str, applied: AppliedRevocation, now: datetime) -> None:
+    revocation = applied.revocation
+    await connection.execute(
+        """
+        INSERT INTO revocations (subject, sequence, consent_id, institution_id, channel, standalone,
+                                 requested_effective_at, requested_scope, denied_scope, effective_at, recorded_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        """,
+        subject,
+        applied.sequence,
+        revocation.consent_id,
+        revocation.institution_id,
+        revocation.channel,
+        revocation.standalone,
+        revocation.effective_at,
+        _scope_to_json(revocation.scope),
+        _scope_to_json(applied.denied),
+        applied.effective_at,
+        now,
+    )
+
+
+def _consent(row: asyncpg.Record) -> ConsentRecord:
+    return ConsentRecord(
+        consent_id=row["consent_id"],
+        institution_id=row["institution_id"],
+        channel=row["channel"],
+        policy=policy_from_json(row["policy"]),
+        granted_at=row["granted_at"],
+        sequence=row["sequence"],
+        withdrawn_at=row["withdrawn_at"],
+    )
+
+
+def _applied(row: asyncpg.Record) -> AppliedRevocation:
+    revocation = Revocation(
+        consent_id=row["consent_id"],
+        institution_id=row["institution_id"],
+        channel=row["channel"],
+        effective_at=row["requested_effective_at"],
+        scope=_scope_from_json(row["requested_scope"]),
+        standalone=row["standalone"],
+    )
+    return AppliedRevocation(revocation, _scope_from_json(row["denied_scope"]), row["effective_at"], row["sequence"])
+
+
+def _parked(row: asyncpg.Record) -> Revocation:
+    return Revocation(
+        consent_id=row["consent_id"],
+        institution_id=row["institution_id"],
+        channel=row["channel"],
+        effective_at=row["effective_at"],
+        scope=_scope_from_json(row["scope"]),
+    )

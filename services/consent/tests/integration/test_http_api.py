@@ -1,0 +1,216 @@
+"""The HTTP API on the running service: access per role, specific errors for bad input, re-check findings, public figures."""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from medgov_shared.clock import ManualClock
+from medgov_shared.service import Service
+from medgov_shared.testing.services import http_client, wait_until
+
+from .conftest import Publisher, Scenario, Topics, bearer, new_subject, wait_for_grant, wait_for_members
+
+pytestmark = pytest.mark.integration
+
+CONSENT_FOLDER = Path("fhir") / "hl7-r4-examples" / "consent"
+
+
+async def test_patient_sees_only_own_records(service: Service, publisher: Publisher, topics: Topics, jwt_secret: str) -> None:
+    mine = Scenario(publisher, topics)
+    theirs = Scenario(publisher, topics, holder="cnuh", grantee="vendor-lunapath")
+    for scenario in (mine, theirs):
+        await scenario.publish_dataset()
+        await scenario.publish_grant()
+    await wait_for_members(service, theirs.dataset_id, len(theirs.subjects))
+    await wait_for_grant(service, theirs.grant_id)
+    await wait_for_grant(service, mine.grant_id)
+    patient = mine.subjects[0]
+
+    async with http_client(service) as client:
+        own = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"], subject=patient))
+        other_patient = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"], subject=theirs.subjects[0]))
+        no_token = await client.get("/v1/me")
+        hospital = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["hospital"], institution="knuh"))
+        no_subject = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"]))
+        stranger = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"], subject=new_subject()))
+
+    body = own.json()
+    assert own.status_code == 200
+    assert body["subject"] == patient
+    assert [item["dataset_id"] for item in body["datasets"]] == [mine.dataset_id]
+    assert [item["grant_id"] for item in body["projects"]] == [mine.grant_id]
+    assert theirs.dataset_id not in own.text
+    assert theirs.grant_id not in own.text
+    assert mine.subjects[1] not in own.text
+    assert mine.dataset_id not in other_patient.text
+    assert no_token.status_code == 401
+    assert hospital.status_code == 403
+    assert no_subject.status_code == 403
+    assert no_subject.json()["detail"]["code"] == "no_subject"
+    assert stranger.status_code == 404
+    assert stranger.json()["detail"]["code"] == "unknown_subject"
+
+
+async def test_project_details_for_patient(service: Service, scenario: Scenario, jwt_secret: str) -> None:
+    await scenario.publish_dataset()
+    await scenario.publish_grant()
+    await wait_for_grant(service, scenario.grant_id)
+
+    async with http_client(service) as client:
+        response = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"], subject=scenario.subjects[0]))
+
+    (project,) = response.json()["projects"]
+    assert project["title"] == "흉부 CT 결절 검출 모델"
+    assert project["purpose_text"] == "폐결절 검출 AI 학습"
+    assert project["purposes"] == ["HMB"]
+    assert project["applicant"]["name_ko"] == "메드비전 AI"
+    assert project["decision_ids"] == ["dec-irb-0042", "dec-drb-0042"]
+    assert project["data_environment"] == "secure_enclave"
+    assert project["active"] is True
+    assert project["state"] == "active"
+    assert project["exclusion"] is None
+
+
+async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_data: Path) -> None:
+    folder = sample_data / CONSENT_FOLDER
+    knuh = bearer(jwt_secret, roles=["hospital"], institution="knuh")
+    subject = new_subject()
+
+    def upload(name: str) -> dict[str, object]:
+        return {"subject": subject, "consent_id": "cns-knuh-0001", "fhir_consent": json.loads((folder / name).read_text())}
+
+    async with http_client(service) as client:
+        contract = await client.post("/v1/hospital/consents", json=upload("Contract-pcd-example-notThis.json"), headers=knuh)
+        organization = await client.post("/v1/hospital/consents", json=upload("Consent-consent-example-Out.json"), headers=knuh)
+        record = await client.post("/v1/hospital/consents", json=upload("Consent-consent-example-notThis.json"), headers=knuh)
+        malformed = await client.post(
+            "/v1/hospital/consents",
+            json={**upload("Consent-consent-example-basic.json"), "fhir_consent": {"resourceType": "Consent", "status": 7}},
+            headers=knuh,
+        )
+        wrong_media = await client.post(
+            "/v1/hospital/consents/xml",
+            params={"subject": subject, "consent_id": "cns-knuh-0002"},
+            content=b"<Consent/>",
+            headers={**knuh, "Content-Type": "text/plain"},
+        )
+        vendor = await client.post(
+            "/v1/hospital/consents",
+            json=upload("Consent-consent-example-basic.json"),
+            headers=bearer(jwt_secret, roles=["hospital"], institution="vendor-medvision"),
+        )
+        bad_pseudonym = await client.post(
+            "/v1/hospital/consents", json={**upload("Consent-consent-example-basic.json"), "subject": "patient-17"}, headers=knuh
+        )
+        accepted = await client.post("/v1/hospital/consents", json=upload("Consent-consent-example-basic.json"), headers=knuh)
+        taken = await client.post(
+            "/v1/hospital/consents",
+            json=upload("Consent-consent-example-basic.json"),
+            headers=bearer(jwt_secret, roles=["hospital"], institution="cnuh"),
+        )
+
+    assert contract.status_code == 422
+    assert contract.json()["detail"]["code"] == "not_a_consent"
+    assert organization.json()["detail"] == {
+        "code": "unknown_institution",
+        "message": organization.json()["detail"]["message"],
+        "path": "provision.actor[0].reference",
+    }
+    assert "Organization/f001" in organization.json()["detail"]["message"]
+    assert record.json()["detail"]["code"] == "no_usable_scope"
+    assert malformed.json()["detail"]["code"] == "malformed_fhir"
+    assert wrong_media.status_code == 415
+    assert vendor.status_code == 403
+    assert vendor.json()["detail"]["code"] == "unknown_institution"
+    assert bad_pseudonym.status_code == 422
+    assert accepted.status_code == 201
+    assert accepted.json()["change"] == "recorded"
+    assert taken.status_code == 422
+    assert taken.json()["detail"]["code"] == "consent_id_taken"
+
+
+async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenario: Scenario) -> None:
+    await scenario.publish_dataset()
+    await wait_for_members(service, scenario.dataset_id, len(scenario.subjects))
+    patient = bearer(jwt_secret, roles=["patient"], subject=scenario.subjects[0])
+
+    async with http_client(service) as client:
+        empty_purposes = await client.post("/v1/me/consents", json={"scope": {"kind": "purposes"}, "institution_id": "knuh"}, headers=patient)
+        unknown_hospital = await client.post(
+            "/v1/me/consents", json={"scope": {"kind": "all_research"}, "institution_id": "snuh"}, headers=patient
+        )
+        vendor_as_hospital = await client.post(
+            "/v1/me/consents", json={"scope": {"kind": "all_research"}, "institution_id": "vendor-medvision"}, headers=patient
+        )
+        unknown_consent = await client.post("/v1/me/revocations", json={"consent_id": "cns-nope"}, headers=patient)
+        opt_out_without_hospital = await client.post("/v1/me/revocations", json={}, headers=patient)
+
+    assert empty_purposes.status_code == 422
+    assert empty_purposes.json()["detail"]["code"] == "no_usable_scope"
+    assert unknown_hospital.json()["detail"]["code"] == "unknown_institution"
+    assert vendor_as_hospital.json()["detail"]["code"] == "unknown_institution"
+    assert unknown_consent.status_code == 404
+    assert unknown_consent.json()["detail"]["code"] == "unknown_consent"
+    assert opt_out_without_hospital.status_code == 422
+    assert opt_out_without_hospital.json()["detail"]["path"] == "institution_id"
+
+
+async def test_terms_change_lists_mismatches(
+    service: Service, scenario: Scenario, clock: ManualClock, jwt_secret: str
+) -> None:
+    consenting, silent = scenario.subjects
+    await scenario.publish_dataset()
+    await scenario.publish_grant()
+    await wait_for_grant(service, scenario.grant_id)
+    async with http_client(service) as client:
+        await client.post(
+            "/v1/me/consents",
+            json={"scope": {"kind": "all_research"}, "institution_id": "knuh"},
+            headers=bearer(jwt_secret, roles=["patient"], subject=consenting),
+        )
+    clock.advance(timedelta(days=1))
+
+    await scenario.publish_dataset(legal_basis="consent", version=2)
+    await wait_until(
+        lambda: service.pool.fetchval("SELECT count(*) FROM grant_mismatches WHERE grant_id = $1", scenario.grant_id),
+        timeout_s=20,
+        message="mismatch listed",
+    )
+    async with http_client(service) as client:
+        listed = await client.get("/v1/mismatches", headers=bearer(jwt_secret, roles=["drb_reviewer"]))
+        forbidden = await client.get("/v1/mismatches", headers=bearer(jwt_secret, roles=["applicant"], institution="vendor-medvision"))
+
+    mine = [item for item in listed.json()["mismatches"] if item["grant_id"] == scenario.grant_id]
+    assert [item["subject"] for item in mine] == [silent]
+    assert "legal basis 'consent'" in mine[0]["reason"]
+    assert forbidden.status_code == 403
+
+
+async def test_public_opt_out_rates(service: Service, clock: ManualClock, jwt_secret: str) -> None:
+    patients = [new_subject() for _ in range(6)]
+    async with http_client(service) as client:
+        for patient in patients:
+            await client.post(
+                "/v1/me/consents",
+                json={"scope": {"kind": "all_research"}, "institution_id": "dsmc"},
+                headers=bearer(jwt_secret, roles=["patient"], subject=patient),
+            )
+        clock.advance(timedelta(days=1))
+        await client.post("/v1/me/revocations", json={}, headers=bearer(jwt_secret, roles=["patient"], subject=patients[0]))
+        await client.post(
+            "/v1/me/consents",
+            json={"scope": {"kind": "all_research"}, "institution_id": "yumc"},
+            headers=bearer(jwt_secret, roles=["patient"], subject=patients[1]),
+        )
+        response = await client.get("/v1/public/opt-out-rates", params={"months": 2})
+
+    body = response.json()
+    cells = {(cell["institution"]["id"], cell["month"]): cell for cell in body["cells"]}
+    assert body["months"] == ["2027-02", "2027-03"]
+    assert cells[("dsmc", "2027-03")]["subjects"] == 6
+    assert cells[("dsmc", "2027-03")]["opted_out"] == 1
+    assert cells[("dsmc", "2027-02")]["suppressed"] is True
+    assert cells[("yumc", "2027-03")]["suppressed"] is True
+    assert cells[("yumc", "2027-03")]["rate"] is None
