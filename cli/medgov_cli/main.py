@@ -233,5 +233,23 @@ def demo(
     raise typer.Exit(run_demo(keep_running=keep_running, summary_path=summary))
 
 
+@app.command("console")
+def serve_console(
+    port: Annotated[int, typer.Option(help="Port of the console on 127.0.0.1.")] = 8100,
+) -> None:
+    """Serve the governance console against services on their default local ports (8101-8104)."""
+    import uvicorn
+
+    from medgov_cli.console.app import create_console
+    from medgov_cli.demo.stack import SERVICE_PORTS
+
+    secret = os.environ.get("JWT_SECRET")
+    if not secret:
+        console.print("[red]JWT_SECRET is not set; use the key the services verify tokens with[/red]")
+        raise typer.Exit(2)
+    urls = {service: f"http://127.0.0.1:{port_}" for service, port_ in SERVICE_PORTS.items()}
+    uvicorn.run(create_console(urls, secret), host="127.0.0.1", port=port)
+
+
 if __name__ == "__main__":
     app()

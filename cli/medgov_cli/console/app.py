@@ -51,18 +51,18 @@ def create_console(urls: dict[str, str], jwt_secret: str) -> FastAPI:
 
     @app.get("/api/queue")
     async def queue() -> dict:
-        data = await clients.get("review", "/applications/queue")
-        items = data["items"] if isinstance(data, dict) else data
+        data = await clients.get("review", "/applications")
         return {"items": [
             {
                 "application_id": item["application_id"],
-                "applicant_institution": item.get("applicant_institution", ""),
-                "state": item.get("state") or item.get("status", ""),
-                "days_used": item.get("days_used"),
-                "days_left": item.get("days_left"),
-                "escalated": bool(item.get("escalated") or item.get("breached")),
+                "applicant_institution": item["applicant_institution"],
+                "state": item["status"],
+                "days_used": item["days_used"],
+                "days_left": item["days_left"],
+                # A breached window is escalated to the governance council.
+                "escalated": item["days_left"] <= 0,
             }
-            for item in items
+            for item in data["applications"]
         ]}
 
     @app.get("/api/fund")

@@ -144,7 +144,10 @@ def _denial_by_revocation(
     for revocation in sorted(history.revocations, key=lambda item: (item.effective_at, item.sequence)):
         if revocation.effective_at > now:
             continue
-        moment = max(grant.granted_at, revocation.effective_at)
+        # The grant's time comes from the review service's clock. A clock ahead of
+        # ours (skew between hosts, or the demo's accelerated review clock) must
+        # not postpone the exclusion, so a grant "from the future" counts as approved now.
+        moment = max(min(grant.granted_at, now), revocation.effective_at)
         if moment >= grant.end or moment > now:
             continue
         decision = history.decide(grant.use(dataset, moment))

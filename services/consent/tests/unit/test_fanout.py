@@ -134,6 +134,13 @@ def test_revocation_reaches_later_grant(make: Builders) -> None:
     assert [item.grant_id for item in plan(history, [later])] == ["grant-0001"]
 
 
+def test_grant_stamped_ahead_of_our_clock_reached(make: Builders) -> None:
+    history = make.revoked(make.consented(at=T0), at=T0 + days(5))
+    ahead = make.grant(granted_at=T0 + days(12))  # the review service's clock runs ahead of ours
+
+    assert [item.grant_id for item in plan(history, [ahead], now=T0 + days(10))] == ["grant-0001"]
+
+
 def test_reconsent_admits_future_grants_only(make: Builders) -> None:
     history = make.revoked(make.consented(at=T0), at=T0 + days(5))
     history = make.consented(history, "cns-0002", at=T0 + days(7))

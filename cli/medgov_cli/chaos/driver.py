@@ -1,0 +1,446 @@
+"""The chaos run: send mixed commands through the four services while killing and restarting things, then count.
+
+Steps: start the services on fresh databases and consumer groups; register
+one seed dataset per hospital and wait until the review service knows them;
+send the commands with a bounded number not yet applied while the planned
+faults fire; wait until every check passes or the settle timeout ends; stop
+the services and run the checks once more for the report.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from medgov_shared.observability.logging import configure_logging
+from medgov_shared.testing.services import wait_until
+
+from medgov_cli.chaos.faults import Fault, FaultKind, plan_faults
+from medgov_cli.chaos.infrastructure import (
+    PRIVATE_VAR_DIR,
+    ChaosInfrastructure,
+    default_sample_data,
+    private_pair,
+    shared_pair_from_environment,
+)
+from medgov_cli.chaos.ledger import Ledger
+from medgov_cli.chaos.sender import CommandSender, DeliveryFailed
+from medgov_cli.chaos.stack import ServiceStack
+from medgov_cli.chaos.verify import Verification, verify
+from medgov_cli.chaos.workload import REGION, Command, Workload
+from medgov_cli.publisher import HospitalPublisher
+from medgov_cli.settings import PublisherSettings
+
+log = logging.getLogger(__name__)
+
+SEED_PUBLICATION_TIMEOUT_S = 120.0
+PROGRESS_POLL_INTERVAL_S = 1.0
+SETTLE_POLL_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """What one run does; the defaults suit `make chaos` on a 2-core machine."""
+
+    events: int
+    kills: int
+    kafka_restarts: int = 0
+    postgres_restarts: int = 0
+    seed: int | None = None
+    sample_data: Path = field(default_factory=default_sample_data)
+    log_dir: Path = PRIVATE_VAR_DIR / "log"
+    # Commands acknowledged by the broker but not yet applied, at most. It
+    # keeps the hospitals sending throughout the run, so broker restarts hit
+    # the producers too, and keeps the consumers' backlog bounded.
+    max_in_flight: int = 2000
+    concurrent_sends: int = 32
+    delivery_deadline_s: float = 300.0
+    run_timeout_s: float = 1800.0
+    settle_timeout_s: float = 600.0
+    keep_databases: bool = False
+    show_progress: bool = True
+
+
+@dataclass
+class ChaosReport:
+    config: ChaosConfig
+    seed: int
+    accepted: int = 0
+    unconfirmed: int = 0
+    resends: int = 0
+    faults_done: list[str] = field(default_factory=list)
+    kills: int = 0
+    kafka_restarts: int = 0
+    postgres_restarts: int = 0
+    unexpected_exits: list[str] = field(default_factory=list)
+    liveness_restarts: list[str] = field(default_factory=list)
+    start_failures: list[str] = field(default_factory=list)
+    sequence_gaps: dict[str, list[int]] = field(default_factory=dict)
+    verification: Verification = field(default_factory=Verification)
+    aborted: str | None = None  # why the run stopped before all commands were sent and all faults fired
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.aborted is None and self.verification.passed and not self.sequence_gaps
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def summary_line(self) -> str:
+        v = self.verification
+        return (
+            f"events={self.config.events} accepted={self.accepted} kills={self.kills} "
+            f"kafka_restarts={self.kafka_restarts} postgres_restarts={self.postgres_restarts} "
+            f"dead_lettered={v.dead_lettered_commands} undrained={v.undrained_total} "
+            f"lost={v.lost} duplicated={v.duplicated}"
+        )
+
+
+# -- progress ----------------------------------------------------------------------
+
+
+class AppliedCounter:
+    """Polls how many inbound commands the services have applied (their inbox rows from inbound topics)."""
+
+    def __init__(self, database_urls: list[str]) -> None:
+        self.database_urls = database_urls
+        self.applied = 0
+        self._connections: dict[str, asyncpg.Connection] = {}
+
+    async def poll(self) -> int:
+        total = 0
+        for url in self.database_urls:
+            try:
+                connection = await self._connection(url)
+                total += await connection.fetchval(
+                    "SELECT count(*) FROM inbox WHERE topic LIKE 'medgov.inbound.%'"
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                # PostgreSQL is restarting; keep the last count and reconnect next time.
+                await self._drop(url)
+                return self.applied
+        self.applied = max(self.applied, total)
+        return self.applied
+
+    async def _connection(self, url: str) -> asyncpg.Connection:
+        connection = self._connections.get(url)
+        if connection is None or connection.is_closed():
+            connection = await asyncpg.connect(url, timeout=5)
+            self._connections[url] = connection
+        return connection
+
+    async def _drop(self, url: str) -> None:
+        connection = self._connections.pop(url, None)
+        if connection is not None:
+            connection.terminate()
+
+    async def close(self) -> None:
+        for url in list(self._connections):
+            await self._drop(url)
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    config: ChaosConfig
+    infrastructure: ChaosInfrastructure
+    report: ChaosReport
+    progress: Progress
+    stack: ServiceStack
+    workload: Workload
+    ledger: Ledger = field(default_factory=Ledger)
+    counter: AppliedCounter | None = None
+    sent_task: TaskID | None = None
+    applied_task: TaskID | None = None
+    faults_task: TaskID | None = None
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message)
+        log.warning("chaos: %s", message)
+
+
+async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console: Console | None = None) -> ChaosReport:
+    """Run the chaos scenario on the given broker and database and return the report (nothing printed to stdout)."""
+    if (config.kafka_restarts or config.postgres_restarts) and not infrastructure.restartable:
+        raise ValueError("broker or database restarts need a private pair that this run started")
+    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    rng = random.Random(seed)
+    run_id = secrets.token_hex(4)
+    report = ChaosReport(config=config, seed=seed)
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+
+    publisher_settings = PublisherSettings(
+        kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers, region=REGION,
+        pseudonym_key=secrets.token_hex(32),
+    )
+    publishers = {source: HospitalPublisher(publisher_settings, source) for source in Workload.sources()}
+    workload = Workload(publishers, config.sample_data, run_id, rng)
+    stack = ServiceStack(infrastructure, run_id, config.sample_data, config.log_dir)
+    progress = Progress(
+        TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not config.show_progress,
+    )
+    state = _Run(config, infrastructure, report, progress, stack, workload)
+    faults = plan_faults(rng, events=config.events, kills=config.kills, kafka_restarts=config.kafka_restarts,
+                         postgres_restarts=config.postgres_restarts)
+    console.print(f"chaos run {run_id}: seed {seed}, {config.events} events, {len(faults)} faults; "
+                  f"service logs in {config.log_dir}")
+
+    try:
+        with progress:
+            await _run_phases(state, faults)
+    except TimeoutError:
+        report.aborted = f"the run did not finish within {config.run_timeout_s:.0f} s"
+    except RuntimeError as error:
+        # A service that cannot start again, or seed datasets never published.
+        report.aborted = str(error)
+    finally:
+        await stack.stop()
+        if state.counter is not None:
+            await state.counter.close()
+    if report.aborted:
+        console.print(f"[red]run aborted[/red]: {report.aborted}")
+
+    report.verification = await verify(state.ledger, stack.specs)
+    report.accepted = len(state.ledger.accepted)
+    report.unconfirmed = len(state.ledger.unconfirmed)
+    report.sequence_gaps = state.ledger.sequence_gaps()
+    report.unexpected_exits = list(stack.unexpected_exits)
+    report.liveness_restarts = list(stack.liveness_restarts)
+    report.start_failures = list(stack.start_failures)
+    report.duration_s = time.monotonic() - started
+    if report.passed and not config.keep_databases:
+        await stack.drop_databases()
+    else:
+        console.print("databases kept for inspection: " + ", ".join(spec.database_url for spec in stack.specs.values()))
+    return report
+
+
+async def _run_phases(state: _Run, faults: list[Fault]) -> None:
+    config = state.config
+    progress = state.progress
+    state.sent_task = progress.add_task("accepted by Kafka", total=config.events)
+    state.applied_task = progress.add_task("applied by the services", total=config.events)
+    state.faults_task = progress.add_task("faults injected", total=len(faults))
+
+    starting = progress.add_task("starting the four services", total=None)
+    await state.stack.start()
+    progress.remove_task(starting)
+    inbound_consumers = [spec.database_url for spec in state.stack.specs.values() if spec.consumes_inbound]
+    state.counter = AppliedCounter(inbound_consumers)
+
+    async with contextlib.AsyncExitStack() as background:
+        await background.enter_async_context(_background(state.stack.supervise()))
+        await background.enter_async_context(_background(_follow_progress(state)))
+        sender = await background.enter_async_context(
+            CommandSender(state.workload.publishers["knuh"].settings, state.workload.sources(),
+                          deadline_s=config.delivery_deadline_s)
+        )
+        await _send_seeds(state, sender)
+        async with asyncio.timeout(config.run_timeout_s):
+            await asyncio.gather(_send_commands(state, sender), _inject_faults(state, faults))
+        state.report.resends = sender.retried
+        await _settle(state)
+
+
+@contextlib.asynccontextmanager
+async def _background(coroutine) -> AsyncIterator[asyncio.Task]:  # noqa: ANN001 - any coroutine
+    task = asyncio.create_task(coroutine)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _follow_progress(state: _Run) -> None:
+    assert state.counter is not None and state.applied_task is not None
+    while True:
+        applied = await state.counter.poll()
+        state.progress.update(state.applied_task, completed=min(applied, state.config.events))
+        await asyncio.sleep(PROGRESS_POLL_INTERVAL_S)
+
+
+async def _deliver(state: _Run, sender: CommandSender, command: Command) -> None:
+    try:
+        delivery = await sender.deliver(command)
+    except DeliveryFailed as error:
+        state.ledger.record_unconfirmed(command, error.event_id)
+        state.note(f"[red]not acknowledged[/red]: {error}")
+        return
+    state.ledger.record_accepted(command, delivery.event_id)
+    state.workload.acknowledge(command)
+    assert state.sent_task is not None
+    state.progress.advance(state.sent_task)
+
+
+async def _send_seeds(state: _Run, sender: CommandSender) -> None:
+    """Register the seed datasets and wait until the review service can match applications against them."""
+    seeds = state.workload.seed_commands()
+    await asyncio.gather(*(_deliver(state, sender, command) for command in seeds))
+    review = await asyncpg.connect(state.stack.specs["review"].database_url)
+    try:
+        wanted = state.workload.seed_dataset_ids
+        await wait_until(
+            lambda: _count_published(review, wanted, len(wanted)),
+            timeout_s=SEED_PUBLICATION_TIMEOUT_S, interval_s=0.5,
+            message=f"the review service to learn the {len(wanted)} seed datasets from the catalog",
+        )
+    finally:
+        await review.close()
+
+
+async def _count_published(connection: asyncpg.Connection, dataset_ids: list[str], expected: int) -> bool:
+    count = await connection.fetchval(
+        "SELECT count(*) FROM datasets WHERE dataset_id = ANY($1::text[]) AND NOT withdrawn", dataset_ids
+    )
+    return count == expected
+
+
+async def _send_commands(state: _Run, sender: CommandSender) -> None:
+    remaining = state.config.events - len(state.ledger.accepted) - len(state.ledger.unconfirmed)
+
+    async def send_next() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await _wait_for_room(state)
+            await _deliver(state, sender, state.workload.next_command())
+
+    await asyncio.gather(*(send_next() for _ in range(state.config.concurrent_sends)))
+
+
+async def _wait_for_room(state: _Run) -> None:
+    assert state.counter is not None
+    while len(state.ledger.accepted) - state.counter.applied >= state.config.max_in_flight:
+        await asyncio.sleep(0.1)
+
+
+async def _inject_faults(state: _Run, faults: list[Fault]) -> None:
+    assert state.counter is not None and state.faults_task is not None
+    for fault in faults:
+        while state.counter.applied < fault.at_applied:
+            await asyncio.sleep(0.2)
+        began = time.monotonic()
+        detail = await _inject(state, fault)
+        state.report.faults_done.append(f"{fault.describe()} at {state.counter.applied} applied{detail}")
+        state.note(f"[yellow]{fault.describe()}[/yellow] at {state.counter.applied} applied{detail}, "
+                   f"back after {time.monotonic() - began:.1f} s")
+        state.progress.advance(state.faults_task)
+
+
+async def _inject(state: _Run, fault: Fault) -> str:
+    if fault.kind is FaultKind.KILL:
+        assert fault.service is not None
+        pid = await state.stack.kill_and_restart(fault.service)
+        state.report.kills += 1
+        return f" (pid {pid})"
+    if fault.kind is FaultKind.KAFKA_RESTART:
+        await state.infrastructure.restart_kafka()
+        state.report.kafka_restarts += 1
+        return ""
+    await state.infrastructure.restart_postgres()
+    state.report.postgres_restarts += 1
+    return ""
+
+
+async def _settle(state: _Run) -> None:
+    """Wait until every check passes (the consumers and relays have caught up) or the settle timeout ends."""
+    settling = state.progress.add_task("waiting for the services to settle", total=None)
+    deadline = time.monotonic() + state.config.settle_timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if (await verify(state.ledger, state.stack.specs)).passed:
+                break
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("chaos: verification query failed while settling: %s", error)
+        await asyncio.sleep(SETTLE_POLL_INTERVAL_S)
+    else:
+        state.note(f"[red]the checks still fail after {state.config.settle_timeout_s:.0f} s of settling[/red]")
+    state.progress.remove_task(settling)
+
+
+# -- output --------------------------------------------------------------------------
+
+
+def print_report(report: ChaosReport, console: Console) -> None:
+    """Print the checks table and findings to `console`; the summary line goes to stdout separately."""
+    table = Table(title=f"chaos run: seed {report.seed}, {report.duration_s:.0f} s")
+    for column in ("store", "event", "expected", "found", "missing", "doubled"):
+        table.add_column(column)
+    for check in report.verification.checks:
+        style = "" if check.passed else "red"
+        table.add_row(check.store, check.what, str(check.expected), str(check.found),
+                      "\n".join(check.missing), "\n".join(check.doubled), style=style)
+    console.print(table)
+    for fault in report.faults_done:
+        console.print(f"  fault: {fault}")
+    for name, reasons in report.verification.dead_letter_reasons.items():
+        if reasons:
+            console.print(f"  {name} dead letters by reason: {dict(reasons)}")
+    findings = {
+        "services that exited without being killed": report.unexpected_exits,
+        "restarts after failed liveness checks": report.liveness_restarts,
+        "services that exited while starting": report.start_failures,
+    }
+    for title, items in findings.items():
+        if items:
+            console.print(f"  [red]{title}[/red]: {', '.join(items)}")
+    if report.unconfirmed:
+        console.print(f"  {report.unconfirmed} commands were never acknowledged by the broker and are not counted")
+    if report.sequence_gaps:
+        console.print(f"  [red]sequence numbers never sent[/red]: {report.sequence_gaps}")
+    console.print(f"  {report.resends} sends were repeated with the same event id after a broker error")
+
+
+def _log_to_file(path: Path) -> None:
+    """Send the driver's and libraries' logs to a file, so they do not tear the progress bars."""
+    configure_logging(level="INFO", fmt="console")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(path.open("a", encoding="utf-8"))
+
+
+def run_chaos(events: int, kills: int, kafka_restarts: int, postgres_restarts: int, seed: int | None) -> int:
+    """Entry point of `medgov chaos`: run, print the table and the summary line, return the exit code.
+
+    Broker or database restarts run on a private pair started for the run
+    (ports 29092-29094 and 25432, state in var/chaos/); without restarts the
+    pair named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL is used if set.
+    """
+    config = ChaosConfig(events=events, kills=kills, kafka_restarts=kafka_restarts,
+                         postgres_restarts=postgres_restarts, seed=seed)
+    console = Console(stderr=True)
+    _log_to_file(config.log_dir / "driver.log")
+
+    async def go(infrastructure: ChaosInfrastructure) -> ChaosReport:
+        return await run(config, infrastructure, console)
+
+    shared = shared_pair_from_environment()
+    if shared is not None and not (kafka_restarts or postgres_restarts):
+        report = asyncio.run(go(shared))
+    else:
+        console.print("starting a private Kafka broker and PostgreSQL server for this run (var/chaos/)")
+        with private_pair() as infrastructure:
+            report = asyncio.run(go(infrastructure))
+
+    print_report(report, console)
+    print(report.summary_line(), flush=True)
+    return report.exit_code

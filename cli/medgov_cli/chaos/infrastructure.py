@@ -1,0 +1,118 @@
+"""The Kafka broker and PostgreSQL server a chaos run uses, and how to restart them.
+
+Restarting a broker or database that other people's test runs use would
+break those runs, so a run that restarts either gets a private pair: a
+second broker and server started by the local launcher with their own ports
+and state directory (var/chaos/). A run without restarts can use the pair
+named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL instead.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from medgov_shared.testing.infrastructure import REPO_ROOT, load_launcher
+
+log = logging.getLogger(__name__)
+
+PRIVATE_VAR_DIR = REPO_ROOT / "var" / "chaos"
+
+# Each default port of the launcher plus 10000, so the private pair never
+# meets the shared one (19092-19094 and 15432).
+PRIVATE_PORTS: Mapping[str, str] = {
+    "MEDGOV_KAFKA_PORT": "29092",
+    "MEDGOV_KAFKA_SASL_PORT": "29093",
+    "MEDGOV_KAFKA_CONTROLLER_PORT": "29094",
+    "MEDGOV_POSTGRES_PORT": "25432",
+}
+
+
+@dataclass
+class ChaosInfrastructure:
+    """Addresses of the broker and database, and the launcher that restarts them (None: not ours to restart)."""
+
+    kafka_bootstrap_servers: str
+    database_url: str
+    launcher: ModuleType | None = None
+
+    @property
+    def restartable(self) -> bool:
+        return self.launcher is not None
+
+    async def restart_kafka(self) -> None:
+        """Stop the broker with SIGTERM and start it again on the same data; blocks until it answers."""
+        await asyncio.to_thread(self._require_launcher().restart_kafka)
+
+    async def restart_postgres(self) -> None:
+        """Stop PostgreSQL with a fast shutdown and start it again; blocks until it accepts connections."""
+        await asyncio.to_thread(self._require_launcher().restart_postgres)
+
+    def _require_launcher(self) -> ModuleType:
+        if self.launcher is None:
+            raise RuntimeError(
+                "this chaos run uses a broker and database it did not start, so it must not restart them; "
+                "run it with a private pair (any --kafka-restarts or --postgres-restarts above 0 starts one)"
+            )
+        return self.launcher
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR) -> ModuleType:
+    """Load a separate copy of the launcher module bound to the private ports and state directory.
+
+    The launcher reads its overrides when the module is executed, so the
+    variables are set only around loading; the shared launcher is unaffected.
+    """
+    with _environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **PRIVATE_PORTS}):
+        return load_launcher()
+
+
+@contextlib.contextmanager
+def private_pair(var_dir: Path = PRIVATE_VAR_DIR) -> Iterator[ChaosInfrastructure]:
+    """Start the private broker and database for one run and stop both afterwards.
+
+    A broker that is not running starts from empty storage, so records of
+    earlier runs never reach this run's consumers.
+    """
+    launcher = load_private_launcher(var_dir)
+    if launcher.kafka_pid() is None:
+        shutil.rmtree(launcher.KAFKA_DATA_DIR, ignore_errors=True)
+    values = launcher.up(with_security=False)
+    try:
+        yield ChaosInfrastructure(values["KAFKA_BOOTSTRAP_SERVERS"], values["DATABASE_URL"], launcher)
+    finally:
+        launcher.down()
+
+
+def default_sample_data() -> Path:
+    """Return MEDGOV_SAMPLE_DATA, or the shared data folder beside the checkout."""
+    configured = os.environ.get("MEDGOV_SAMPLE_DATA")
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_pair_from_environment() -> ChaosInfrastructure | None:
+    """Return the pair named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (never restarted), or None if unset."""
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    database = os.environ.get("DATABASE_URL")
+    if not (kafka and database):
+        return None
+    return ChaosInfrastructure(kafka, database, launcher=None)

@@ -1,0 +1,228 @@
+"""Counting, after the faults, whether every accepted event had exactly one effect everywhere it should.
+
+Four checks, each read from the services' own databases:
+
+- inbound inboxes: every acknowledged command is in the inbox of each
+  service that handles its type (a dead-lettered command counts as lost);
+- domain effects: every command left exactly one row of its kind, keyed by
+  its aggregate (one dataset version per RegisterDataset, one consent per
+  RecordConsent, one revocation per RevokeConsent, one first-submission
+  event per SubmitApplication); a second row is a doubled effect;
+- service-to-service deliveries: every event in a service's outbox is in the
+  inbox (or, rejected, the dead-letter table) of each service that consumes
+  its topic and handles its type;
+- outboxes drained: no row is left unsent.
+"""
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from medgov_shared.contracts.events.inbound import RecordConsent, RegisterDataset, RevokeConsent, SubmitApplication
+
+from medgov_cli.chaos.ledger import Ledger, SentEvent
+from medgov_cli.chaos.stack import ServiceSpec
+
+EXAMPLES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class EffectQuery:
+    """SQL returning (key columns..., row count) for the keys passed as text arrays, one array per key column."""
+
+    event_type: str
+    service: str
+    what: str
+    sql: str
+
+
+EFFECT_QUERIES = (
+    EffectQuery(
+        RegisterDataset.event_type, "catalog", "dataset versions",
+        "SELECT dataset_id, count(*) FROM dataset_versions "
+        "JOIN unnest($1::text[]) AS wanted(dataset_id) USING (dataset_id) GROUP BY 1",
+    ),
+    EffectQuery(
+        RecordConsent.event_type, "consent", "consent records",
+        "SELECT subject, consent_id, count(*) FROM consents "
+        "JOIN unnest($1::text[], $2::text[]) AS wanted(subject, consent_id) USING (subject, consent_id) GROUP BY 1, 2",
+    ),
+    EffectQuery(
+        # A revocation that arrived before its consent is parked, and applied
+        # when the consent arrives; either row is the one effect.
+        RevokeConsent.event_type, "consent", "revocations (applied or parked)",
+        "SELECT subject, consent_id, count(*) FROM ("
+        "SELECT subject, consent_id FROM revocations UNION ALL SELECT subject, consent_id FROM parked_revocations"
+        ") AS recorded JOIN unnest($1::text[], $2::text[]) AS wanted(subject, consent_id) USING (subject, consent_id) "
+        "GROUP BY 1, 2",
+    ),
+    EffectQuery(
+        # The first submission emits ApplicationSubmitted (complete) or
+        # RevisionRequested (items missing), never both; the idempotency key
+        # makes a repeated submission emit nothing.
+        SubmitApplication.event_type, "review", "first-submission events",
+        "SELECT application_id, count(*) FROM application_events "
+        "JOIN unnest($1::text[]) AS wanted(application_id) USING (application_id) "
+        "WHERE event_type IN ('ApplicationSubmitted', 'RevisionRequested') GROUP BY 1",
+    ),
+)
+
+
+@dataclass
+class CheckResult:
+    """One line of the verification table."""
+
+    store: str
+    what: str
+    expected: int
+    found: int = 0
+    missing: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and not self.doubled
+
+
+@dataclass
+class Verification:
+    checks: list[CheckResult] = field(default_factory=list)
+    lost_events: set[uuid.UUID] = field(default_factory=set)
+    lost_deliveries: int = 0
+    duplicated: int = 0
+    undrained: dict[str, int] = field(default_factory=dict)
+    dead_letter_reasons: dict[str, Counter[str]] = field(default_factory=dict)
+    dead_lettered_commands: int = 0
+
+    @property
+    def lost(self) -> int:
+        return len(self.lost_events) + self.lost_deliveries
+
+    @property
+    def undrained_total(self) -> int:
+        return sum(self.undrained.values())
+
+    @property
+    def passed(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.undrained_total == 0
+
+
+async def verify(ledger: Ledger, specs: dict[str, ServiceSpec]) -> Verification:
+    """Run every check against the services' databases (the services may still run)."""
+    result = Verification()
+    connections = {name: await asyncpg.connect(spec.database_url) for name, spec in specs.items()}
+    try:
+        await _check_inbound_inboxes(result, ledger, specs, connections)
+        await _check_effects(result, ledger, connections)
+        await _check_deliveries(result, specs, connections)
+        await _check_outboxes(result, connections)
+        await _count_dead_letters(result, connections)
+    finally:
+        for connection in connections.values():
+            await connection.close()
+    return result
+
+
+async def _present_ids(connection: asyncpg.Connection, table: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    if table == "inbox":
+        rows = await connection.fetch("SELECT event_id FROM inbox WHERE event_id = ANY($1::uuid[])", list(ids))
+        return {row["event_id"] for row in rows}
+    # dead_letters.event_id is text, because a record that is not a CloudEvent has no id.
+    rows = await connection.fetch(
+        "SELECT DISTINCT event_id FROM dead_letters WHERE event_id = ANY($1::text[])", [str(item) for item in ids]
+    )
+    return {uuid.UUID(row["event_id"]) for row in rows}
+
+
+async def _check_inbound_inboxes(
+    result: Verification, ledger: Ledger, specs: dict[str, ServiceSpec], connections: dict[str, asyncpg.Connection]
+) -> None:
+    for spec in specs.values():
+        if not spec.consumes_inbound:
+            continue
+        for event_type in sorted({item.event_type for item in ledger.accepted} & spec.handled_types):
+            events = ledger.accepted_of_type(event_type)
+            ids = [item.event_id for item in events]
+            present = await _present_ids(connections[spec.name], "inbox", ids)
+            dead = await _present_ids(connections[spec.name], "dead_letters", ids)
+            missing = [item for item in events if item.event_id not in present]
+            result.dead_lettered_commands += sum(1 for item in missing if item.event_id in dead)
+            result.lost_events.update(item.event_id for item in missing)
+            result.checks.append(CheckResult(
+                store=f"{spec.name} inbox", what=event_type, expected=len(events), found=len(present),
+                missing=[_describe(item, dead) for item in missing[:EXAMPLES_SHOWN]],
+            ))
+
+
+def _describe(event: SentEvent, dead: set[uuid.UUID]) -> str:
+    return f"{event.label}{' dead-lettered' if event.event_id in dead else ''}"
+
+
+async def _check_effects(result: Verification, ledger: Ledger, connections: dict[str, asyncpg.Connection]) -> None:
+    for query in EFFECT_QUERIES:
+        events = ledger.accepted_of_type(query.event_type)
+        if not events:
+            continue
+        columns = [list(column) for column in zip(*(item.key for item in events), strict=True)]
+        rows = await connections[query.service].fetch(query.sql, *columns)
+        counts = {tuple(row[:-1]): row[-1] for row in rows}
+        check = CheckResult(store=f"{query.service} {query.what}", what=query.event_type, expected=len(events))
+        for event in events:
+            count = counts.get(event.key, 0)
+            if count == 0:
+                result.lost_events.add(event.event_id)
+                if len(check.missing) < EXAMPLES_SHOWN:
+                    check.missing.append(event.label)
+            elif count > 1:
+                result.duplicated += 1
+                if len(check.doubled) < EXAMPLES_SHOWN:
+                    check.doubled.append(f"{event.label} x{count}")
+            if count:
+                check.found += 1
+        result.checks.append(check)
+
+
+async def _check_deliveries(
+    result: Verification, specs: dict[str, ServiceSpec], connections: dict[str, asyncpg.Connection]
+) -> None:
+    emitted = {
+        name: await connection.fetch("SELECT event_id, event_type, topic FROM outbox ORDER BY position")
+        for name, connection in connections.items()
+    }
+    for consumer in specs.values():
+        for producer, rows in emitted.items():
+            expected = [row for row in rows
+                        if row["event_type"] in consumer.handled_types and row["topic"] in consumer.consumed_topics]
+            if not expected:
+                continue
+            ids = [row["event_id"] for row in expected]
+            present = await _present_ids(connections[consumer.name], "inbox", ids)
+            present |= await _present_ids(connections[consumer.name], "dead_letters", ids)
+            missing = [row for row in expected if row["event_id"] not in present]
+            result.lost_deliveries += len(missing)
+            result.checks.append(CheckResult(
+                store=f"{consumer.name} inbox", what=f"events from {producer}", expected=len(expected),
+                found=len(expected) - len(missing),
+                missing=[f"{row['event_type']} {row['event_id']}" for row in missing[:EXAMPLES_SHOWN]],
+            ))
+
+
+async def _check_outboxes(result: Verification, connections: dict[str, asyncpg.Connection]) -> None:
+    for name, connection in connections.items():
+        row = await connection.fetchrow(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE sent_at IS NULL) AS unsent FROM outbox"
+        )
+        result.undrained[name] = row["unsent"]
+        result.checks.append(CheckResult(
+            store=f"{name} outbox", what="sent to Kafka", expected=row["total"], found=row["total"] - row["unsent"],
+            missing=[f"{row['unsent']} rows unsent"] if row["unsent"] else [],
+        ))
+
+
+async def _count_dead_letters(result: Verification, connections: dict[str, asyncpg.Connection]) -> None:
+    for name, connection in connections.items():
+        rows = await connection.fetch("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason")
+        result.dead_letter_reasons[name] = Counter({row["reason"]: row["n"] for row in rows})
