@@ -1,0 +1,90 @@
+"""`make demo` end to end: the scenario's summary against figures derived from the sample data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from medgov_cli.demo import plan
+from medgov_cli.subjects import local_patient_ids
+from medgov_shared.testing.infrastructure import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Datasets whose files hold direct identifiers (names, patient ids) under the
+# declared legal basis: the DICOM file-set and the Korean CR image.
+FLAGGED = {"ds-dsmc-dicom-fileset", "ds-jnuh-korean-cr"}
+FUND_KRW = 12_000_000_000
+FIRST_MILESTONE_KRW = 50_000_000
+
+
+@pytest.fixture(scope="module")
+def summary(infra, sample_data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "demo-summary.json"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+           "DATABASE_URL": infra.database_url, "MEDGOV_SAMPLE_DATA": str(sample_data)}
+    result = subprocess.run(
+        [sys.executable, "-m", "medgov_cli.main", "demo", "--summary", str(path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_datasets_published_and_flagged(summary):
+    every = {dataset.dataset_id for dataset in plan.DATASETS}
+
+    assert summary["datasets"]["registered"] == len(plan.DATASETS)
+    assert set(summary["datasets"]["flagged"]) == FLAGGED
+    assert set(summary["datasets"]["published"]) == every - FLAGGED
+
+
+def test_subjects_match_sample_files(summary, sample_data):
+    expected = 0
+    for dataset in plan.DATASETS:
+        if dataset.dataset_id in FLAGGED:
+            continue
+        patients = set()
+        for name in dataset.files:
+            patients |= local_patient_ids(sample_data / name)
+        expected += len(patients)
+
+    assert summary["datasets"]["subjects_published"] == expected
+
+
+def test_decisions_taken(summary):
+    outcomes = [item["outcome"] for item in summary["decisions"].values()]
+
+    assert outcomes.count("ApplicationApproved") == plan.MILESTONE_APPLICATIONS + 1
+    assert outcomes.count("ApplicationRejected") == 1
+    assert summary["decisions"]["app-demo-ncu"]["outcome"] == "ApplicationRejected"
+    assert all(item["days_used"] < 20 for item in summary["decisions"].values())
+
+
+def test_breach_and_warnings_fired_once(summary):
+    counts = summary["event_counts"]
+
+    assert counts["ReviewSlaBreached"] == 1
+    assert counts["ReviewSlaWarning"] == 3
+
+
+def test_every_exclusion_acknowledged(summary):
+    grants_on_immunization = plan.MILESTONE_APPLICATIONS
+    expected = grants_on_immunization * plan.REVOKING_PATIENTS
+
+    assert summary["exclusions"]["requested"] == expected
+    assert summary["exclusions"]["acknowledged"] == 2 * expected
+    assert summary["exclusions"]["complete"] == expected
+
+
+def test_pools_add_up_to_the_fund(summary):
+    pools = {pool["pool"]: pool for pool in summary["pools"]}
+
+    assert summary["pool_total_krw"] == FUND_KRW
+    for pool in pools.values():
+        assert pool["available_krw"] == pool["allocated_krw"] - pool["disbursed_krw"] + pool["clawed_back_krw"]
+    assert pools["milestones"]["disbursed_krw"] == FIRST_MILESTONE_KRW
+    assert pools["anonymization_tools"]["disbursed_krw"] == 100_000_000
+    assert pools["cataloging"]["disbursed_krw"] > 0
