@@ -17,8 +17,9 @@ import asyncpg
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from medgov_shared.asyncapi import asyncapi_yaml
@@ -34,11 +35,12 @@ from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.messaging.relay import OutboxRelay
 from medgov_shared.messaging.topics import ensure_topics
 from medgov_shared.observability.logging import configure_logging
-from medgov_shared.observability.tracing import configure_tracing
+from medgov_shared.observability.tracing import configure_tracing, context_from_headers, tracer
 from medgov_shared.settings import ServiceSettings
 from medgov_shared.web.auth import TokenVerifier
 
 log = structlog.get_logger(__name__)
+_tracer = tracer(__name__)
 
 Job = Callable[[HandlerContext], Awaitable[None]]
 
@@ -234,6 +236,16 @@ class Service:
             secret=self.settings.jwt_secret.get_secret_value() if self.settings.jwt_secret else None,
             public_key=self.settings.jwt_public_key,
         )
+
+        @app.middleware("http")
+        async def trace_request(request: Request, call_next):  # noqa: ANN202 - Starlette's middleware signature
+            # A caller's W3C traceparent header makes the events this request emits
+            # part of the caller's trace (e.g. a vote continuing an application's trace).
+            parent = context_from_headers(dict(request.headers))
+            with _tracer.start_as_current_span(f"{request.method} {request.url.path}", context=parent,
+                                               kind=SpanKind.SERVER,
+                                               attributes={"service.name": self.settings.service_name}):
+                return await call_next(request)
 
         @app.get("/healthz", include_in_schema=False)
         async def healthz() -> Response:

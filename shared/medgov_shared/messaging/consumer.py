@@ -269,6 +269,7 @@ class EventConsumer:
                 with _tracer.start_as_current_span(
                     f"{record.topic} process {envelope.type}", context=parent, kind=SpanKind.CONSUMER,
                     attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                                "messaging.consumer.group.name": self.settings.consumer_group,
                                 "messaging.message.id": str(envelope.id), "messaging.kafka.offset": record.offset},
                 ):
                     async with connection.transaction():  # a savepoint inside the batch transaction
