@@ -57,8 +57,14 @@ def _print_report(report: PublishReport, as_json: bool) -> None:
 def _run(institution: str, items: list, as_json: bool) -> None:
     settings = _publisher_settings()
 
+    try:
+        publisher = HospitalPublisher(settings, institution)
+    except (KeyError, ValueError) as error:
+        console.print(f"[red]{error.args[0] if error.args else error}[/red]")
+        raise typer.Exit(2) from None
+
     async def go() -> PublishReport:
-        async with HospitalPublisher(settings, institution) as publisher:
+        async with publisher:
             built = [(label, build(publisher)) for label, build in items]
             return await publisher.publish_all(built)
 

@@ -21,7 +21,7 @@ from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentScope
 from medgov_shared.contracts.events.inbound import RecordConsent, RevokeConsent
 from medgov_shared.contracts.institutions import get_institution
-from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
 from medgov_shared.contracts.registry import inbound_topic, payload_class
 from medgov_shared.messaging.errors import describe_validation_error
 
@@ -86,6 +86,9 @@ class HospitalPublisher:
     # -- building commands -------------------------------------------------------
 
     def pseudonymize(self, local_patient_id: str) -> str:
+        """Return the pseudonym of a local id; a value that already is a pseudonym passes unchanged."""
+        if is_pseudonym(local_patient_id.strip()):
+            return local_patient_id.strip()
         return pseudonymize(
             local_patient_id,
             region=self.settings.region.value,

@@ -59,8 +59,14 @@ def local_patient_ids(path: Path) -> set[str]:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError) as error:
         raise ValueError(f"{path}: not a FHIR JSON/NDJSON or DICOM file ({error})") from None
+    if "DirectoryRecordSequence" in dataset:  # a DICOMDIR lists its patients in PATIENT records
+        return {
+            str(record.PatientID)
+            for record in dataset.DirectoryRecordSequence
+            if record.get("DirectoryRecordType") == "PATIENT" and record.get("PatientID")
+        }
     patient_id = str(dataset.get("PatientID", "") or "")
     return {patient_id} if patient_id else set()

@@ -1,15 +1,9 @@
 """`make demo` end to end: the scenario's summary against figures derived from the sample data."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 from medgov_cli.demo import plan
 from medgov_cli.subjects import local_patient_ids
-from medgov_shared.testing.infrastructure import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -18,19 +12,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAGGED = {"ds-dsmc-dicom-fileset", "ds-jnuh-korean-cr"}
 FUND_KRW = 12_000_000_000
 FIRST_MILESTONE_KRW = 50_000_000
-
-
-@pytest.fixture(scope="module")
-def summary(infra, sample_data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("demo") / "demo-summary.json"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
-           "DATABASE_URL": infra.database_url, "MEDGOV_SAMPLE_DATA": str(sample_data)}
-    result = subprocess.run(
-        [sys.executable, "-m", "medgov_cli.main", "demo", "--summary", str(path)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_datasets_published_and_flagged(summary):

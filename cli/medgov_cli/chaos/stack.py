@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from medgov_shared.messaging.topics import ensure_topics
 from medgov_shared.service import consumed_topics_pattern
@@ -107,25 +108,29 @@ def build_spec(name: str, infrastructure: ChaosInfrastructure, *, run_id: str, s
 
 async def pin_group_to_topic_ends(spec: ServiceSpec, bootstrap_servers: str) -> int:
     """Commit the current end offset of every partition the service subscribes to; return the partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        topics = [name for name in await admin.list_topics() if spec.consumes_topic(name)]
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(item["topic"], partition["partition"]) for item in described for partition in item["partitions"]
+    ]
+    if not partitions:
+        return 0
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, group_id=spec.settings.consumer_group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in sorted(await consumer.topics())
-            if spec.consumes_topic(topic)
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return 0
         consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit(ends)
-        return len(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
     finally:
         await consumer.stop()
+    return len(partitions)
 
 
 @dataclass

@@ -14,6 +14,8 @@ from medgov_shared.contracts.events.catalog import (
     DatasetWithdrawn,
 )
 from medgov_shared.contracts.events.inbound import RegisterDataset
+from medgov_shared.contracts.institutions import all_institutions
+from medgov_shared.contracts.types import Region
 from medgov_shared.messaging.context import HandlerContext
 
 from medgov_catalog import repository
@@ -27,6 +29,12 @@ log = structlog.get_logger(__name__)
 
 class NotFound(LookupError):
     """Raised when a dataset or flag id is unknown to this catalog."""
+
+
+def holder_region(institution_id: str, default: Region) -> Region:
+    """The registered region of the holding institution, or the installation's region for an unlisted one."""
+    institution = all_institutions().get(institution_id)
+    return institution.region if institution else default
 
 
 async def register_dataset(context: HandlerContext, command: RegisterDataset, settings: CatalogSettings) -> RegisteredVersion:
@@ -50,11 +58,15 @@ async def register_dataset(context: HandlerContext, command: RegisterDataset, se
     # (and with it the Kafka consumer's heartbeats) running meanwhile.
     area = settings.staging.area_of(command.institution_id)
     inspection = await asyncio.to_thread(inspect_dataset, area, command.files, settings.file_limits)
-    registered = register_version(command, history, inspection, settings.region, context.now())
+    # A dataset belongs to its holder's region. One installation normally serves
+    # only its own region's hospitals, but the local stack runs one installation
+    # on one broker for all three regions.
+    region = holder_region(command.institution_id, settings.region)
+    registered = register_version(command, history, inspection, region, context.now())
 
     if dataset is None:
         await repository.insert_dataset(
-            connection, command.dataset_id, command.institution_id, settings.region.value, "local", context.now()
+            connection, command.dataset_id, command.institution_id, region.value, "local", context.now()
         )
     await repository.insert_local_version(connection, registered)
     await _emit_version_events(context, registered)

@@ -21,6 +21,7 @@ from medgov_shared.contracts.events.catalog import DatasetWithdrawn
 from medgov_shared.contracts.events.review import ReviewSlaBreached, ReviewSlaWarning
 from medgov_shared.contracts.types import Board, Region, Vote
 from medgov_shared.messaging.context import HandlerContext
+from medgov_shared.observability import metrics
 from medgov_shared.messaging.errors import CONNECTION_ERRORS
 
 from medgov_review.domain.aggregate import Application, ReviewRules
@@ -264,8 +265,12 @@ class ReviewService:
             envelope = await context.emit(event)
             correlation_id = correlation_id or envelope.correlationid
             await repository.append_history(application_id, envelope)
+            # NOTE: counted when written to the outbox; a transaction that then
+            # rolls back leaves the counter one ahead of the published alerts.
             if isinstance(event, ReviewSlaWarning):
                 await repository.record_alert(application_id, event.threshold_percent, envelope.id, envelope.time)
+                metrics.SLA_WARNINGS.labels(str(event.threshold_percent)).inc()
             elif isinstance(event, ReviewSlaBreached):
                 await repository.record_alert(application_id, 100, envelope.id, envelope.time)
+                metrics.SLA_BREACHES.inc()
         return StoredApplication(stored.application, correlation_id)

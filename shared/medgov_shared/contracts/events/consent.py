@@ -68,7 +68,7 @@ class ExclusionRequested(_ExclusionEvent):
     event_type: ClassVar[str] = "ExclusionRequested"
 
     consent_id: EntityId = field("Revoked consent.", "cns-0001")
-    grantee_institution: InstitutionId = field("Grant holder that must exclude the subject.", "vendor-lunit")
+    grantee_institution: InstitutionId = field("Grant holder that must exclude the subject.", "vendor-medvision")
     holder_institution: InstitutionId = field("Data holder that must exclude the subject.", "knuh")
     requested_at: UtcDatetime = field("When the exclusion was requested.", "2026-12-05T10:00:00Z")
     acknowledge_by: UtcDatetime = field("Deadline for both acknowledgements.", "2026-12-08T10:00:00Z")
@@ -80,7 +80,7 @@ class ExclusionAcknowledged(_ExclusionEvent):
     event_type: ClassVar[str] = "ExclusionAcknowledged"
 
     party: Literal["grantee", "holder"] = field("Which party acknowledged.", "grantee")
-    party_institution: InstitutionId = field("Acknowledging institution.", "vendor-lunit")
+    party_institution: InstitutionId = field("Acknowledging institution.", "vendor-medvision")
     acknowledged_at: UtcDatetime = field("When it acknowledged.", "2026-12-06T10:00:00Z")
     complete: bool = field("True once both parties have acknowledged.", False)
 
@@ -91,7 +91,7 @@ class ExclusionOverdue(_ExclusionEvent):
     event_type: ClassVar[str] = "ExclusionOverdue"
 
     missing_parties: tuple[Literal["grantee", "holder"], ...] = field("Parties that did not acknowledge.", ["grantee"])
-    institution_ids: tuple[InstitutionId, ...] = field("Institutions that did not acknowledge.", ["vendor-lunit"])
+    institution_ids: tuple[InstitutionId, ...] = field("Institutions that did not acknowledge.", ["vendor-medvision"])
     acknowledge_by: UtcDatetime = field("Deadline that passed.", "2026-12-08T10:00:00Z")
     detected_at: UtcDatetime = field("When the overdue state was detected.", "2026-12-08T10:00:05Z")
 

@@ -73,7 +73,7 @@ class SubmitApplication(_InboundCommand):
 
     application_id: EntityId = field("Application id chosen by the applicant.", "app-2026-0001")
     idempotency_key: str = field("Key that makes a repeated submission return the first result.", "sub-7f1c")
-    applicant_institution: InstitutionId | None = field("Institution of the applicant.", "vendor-lunit", default=None)
+    applicant_institution: InstitutionId | None = field("Institution of the applicant.", "vendor-medvision", default=None)
     principal_investigator: str | None = field("Principal investigator.", "Dr. Kim", default=None)
     title: str | None = field("Project title.", "Chest CT nodule detection", default=None)
     purpose_text: str | None = field("Purpose in words.", "Train a nodule detector", default=None)

@@ -28,7 +28,7 @@ class ApplicationSubmitted(_ApplicationEvent):
 
     event_type: ClassVar[str] = "ApplicationSubmitted"
 
-    applicant_institution: InstitutionId = field("Institution of the applicant.", "vendor-lunit")
+    applicant_institution: InstitutionId = field("Institution of the applicant.", "vendor-medvision")
     principal_investigator: str = field("Principal investigator (researcher, not a patient).", "Dr. Kim", min_length=1)
     title: str = field("Project title.", "Chest CT nodule detection", min_length=1)
     purpose_text: str = field("Purpose of the data use in words.", "Train a nodule detector", min_length=1)
@@ -98,7 +98,7 @@ class ApplicationApproved(_ApplicationEvent):
 
     event_type: ClassVar[str] = "ApplicationApproved"
 
-    applicant_institution: InstitutionId = field("Institution of the applicant.", "vendor-lunit")
+    applicant_institution: InstitutionId = field("Institution of the applicant.", "vendor-medvision")
     decision_ids: tuple[EntityId, ...] = field("Board decisions behind the approval.", ["dec-irb-0001", "dec-drb-0001"])
     conditions: tuple[str, ...] = field("Conditions of both boards, merged.", ["Federated training only"])
     decided_at: UtcDatetime = field("When the last board approved.", "2026-12-18T09:00:00Z")
@@ -110,7 +110,7 @@ class ApplicationRejected(_ApplicationEvent):
 
     event_type: ClassVar[str] = "ApplicationRejected"
 
-    applicant_institution: InstitutionId = field("Institution of the applicant.", "vendor-lunit")
+    applicant_institution: InstitutionId = field("Institution of the applicant.", "vendor-medvision")
     decision_ids: tuple[EntityId, ...] = field("Board decisions behind the rejection.", ["dec-drb-0002"])
     reasons: tuple[str, ...] = field("Reasons given by the rejecting board.", ["Purpose not covered by consent"])
     decided_at: UtcDatetime = field("When the rejecting board decided.", "2026-12-18T09:00:00Z")
@@ -148,7 +148,7 @@ class AccessGranted(_GrantEvent):
 
     event_type: ClassVar[str] = "AccessGranted"
 
-    grantee_institution: InstitutionId = field("Institution receiving access.", "vendor-lunit")
+    grantee_institution: InstitutionId = field("Institution receiving access.", "vendor-medvision")
     dataset_id: EntityId = field("Dataset this grant covers.", "ds-knuh-ct-0001")
     dataset_ids: tuple[EntityId, ...] = field("All datasets of the approved application.", ["ds-knuh-ct-0001"])
     holder_institution: InstitutionId = field("Institution holding the dataset.", "knuh")

@@ -1,0 +1,42 @@
+"""The scenario of `make run`, started once for the end-to-end tests and stopped with Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from medgov_shared.testing.infrastructure import REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def summary(infra, sample_data, tmp_path_factory):
+    """Run the scenario as `make run` does, keep it running for the console tests, stop it with Ctrl-C."""
+    folder = tmp_path_factory.mktemp("demo")
+    path, output = folder / "demo-summary.json", folder / "demo-output.txt"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+           "DATABASE_URL": infra.database_url, "MEDGOV_SAMPLE_DATA": str(sample_data)}
+    with output.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "medgov_cli.main", "demo", "--keep-running", "--summary", str(path)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while not path.exists():
+                assert process.poll() is None, output.read_text()[-4000:]
+                assert time.monotonic() < deadline, "the scenario did not finish in 600 s"
+                time.sleep(1)
+            time.sleep(1)  # the summary file is complete once the console line is printed
+            yield json.loads(path.read_text(encoding="utf-8"))
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+

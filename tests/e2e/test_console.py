@@ -1,0 +1,79 @@
+"""The governance console in headless Chromium, against the scenario left running by the demo fixture."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def page(summary):
+    if not CHROMIUM.exists():
+        pytest.fail("headless tests need Debian's chromium: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(summary["urls"]["console"])
+        yield page
+        browser.close()
+
+
+def _save(page, name: str, tmp_path: Path) -> None:
+    target = SCREENSHOTS if os.environ.get("MEDGOV_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / name), full_page=True)
+
+
+def test_console_korean_first(page, tmp_path):
+    page.wait_for_selector("#queue-body table")
+
+    assert page.locator("html").get_attribute("lang") == "ko"
+    assert page.locator("#queue h2").inner_text() == "심의 대기열"
+    assert "app-demo-breach" in page.locator("#queue-body").inner_text()
+    assert "위원회 상정" in page.locator("#queue-body").inner_text()
+    _save(page, "console-ko.png", tmp_path)
+
+
+def test_console_fund_and_flags(page):
+    page.wait_for_selector("#fund-body table")
+    page.wait_for_selector("#flags-body table")
+
+    fund = page.locator("#fund-body").inner_text()
+    flags = page.locator("#flags-body").inner_text()
+    assert "데이터 목록화 지원" in fund
+    assert "성과 기반 지원" in fund
+    assert page.locator("#fund-body svg rect").count() >= 1
+    assert "ds-dsmc-dicom-fileset" in flags
+    assert "high" in flags
+
+
+def test_console_search(page):
+    page.fill("#search-input", "Immunization")
+    page.click("#search-form button")
+    page.wait_for_function("document.querySelector('#search-results').innerText.includes('ds-knuh-immunization')")
+
+    results = page.locator("#search-results").inner_text()
+    assert "ds-knuh-immunization" in results
+    assert "ds-dsmc-dicom-fileset" not in results
+
+
+def test_console_english_switch(page, tmp_path):
+    page.click("#lang-switch")
+    page.wait_for_function("document.querySelector('#queue h2').innerText === 'Review queue'")
+    page.wait_for_function("document.querySelector('#fund-body').innerText.includes('Cataloging subsidies')")
+
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert "Cataloging subsidies" in page.locator("#fund-body").inner_text()
+    _save(page, "console-en.png", tmp_path)
+    page.click("#lang-switch")
