@@ -21,6 +21,7 @@ import asyncpg
 import structlog
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.security import SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from medgov_cli.settings import KafkaClientSettings
@@ -30,7 +31,7 @@ from medgov_shared.db.pool import ensure_database
 log = structlog.get_logger(__name__)
 
 TOPICS = ("medgov.review.v1", "medgov.consent.v1")
-GROUP = "medgov-analytics-example"
+DEFAULT_GROUP = "medgov-analytics-example"
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS inbox (event_id uuid PRIMARY KEY, processed_at timestamptz NOT NULL DEFAULT now())",
@@ -109,11 +110,23 @@ async def figures(pool: asyncpg.Pool) -> dict:
     }
 
 
-def build_app(broker: KafkaBroker, pool: asyncpg.Pool) -> FastStream:
-    @broker.subscriber(*TOPICS, group_id=GROUP, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL)
-    async def on_event(body: bytes, message: KafkaMessage) -> None:
+def broker_for(kafka: KafkaClientSettings) -> KafkaBroker:
+    """A FastStream broker with the same authentication as the publisher (SCRAM over TLS when configured)."""
+    security = None
+    if kafka.kafka_security_protocol.startswith("SASL"):
+        options = kafka.client_options()
+        scram = SASLScram512 if kafka.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
+        security = scram(options["sasl_plain_username"], options["sasl_plain_password"],
+                         ssl_context=options.get("ssl_context"), use_ssl=kafka.kafka_security_protocol == "SASL_SSL")
+    return KafkaBroker(kafka.kafka_bootstrap_servers, security=security)
+
+
+def build_app(broker: KafkaBroker, pool: asyncpg.Pool, group: str = DEFAULT_GROUP) -> FastStream:
+    @broker.subscriber(*TOPICS, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL)
+    async def on_event(message: KafkaMessage) -> None:
+        # The raw bytes, not FastStream's decoded body: the envelope is validated here.
         try:
-            envelope = Envelope.from_json(body)
+            envelope = Envelope.from_json(message.body)
         except (ValidationError, ValueError):
             log.warning("skipping a message that is not a CloudEvent", topic=message.raw_message.topic)
             await message.ack()
@@ -133,7 +146,7 @@ def build_app(broker: KafkaBroker, pool: asyncpg.Pool) -> FastStream:
     return FastStream(broker)
 
 
-async def run_subscriber(database_url: str | None, *, once: bool = False) -> dict:
+async def run_subscriber(database_url: str | None, *, once: bool = False, group: str = DEFAULT_GROUP) -> dict:
     import os
 
     kafka = KafkaClientSettings()
@@ -141,8 +154,8 @@ async def run_subscriber(database_url: str | None, *, once: bool = False) -> dic
     if not base:
         raise SystemExit("set DATABASE_URL or pass --database-url for the analytics store")
     pool = await open_store(analytics_database_url(base) if not database_url else database_url)
-    broker = KafkaBroker(kafka.kafka_bootstrap_servers)
-    app = build_app(broker, pool)
+    broker = broker_for(kafka)
+    app = build_app(broker, pool, group)
     try:
         if once:
             await broker.start()
