@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from medgov_cli.demo.events import ensure_all_topics, start_groups_at_end
+from medgov_cli.demo.events import ensure_all_topics
+from medgov_shared.messaging.topics import start_groups_at_end
 from medgov_consent.main import build_service as build_consent
 from medgov_consent.settings import ConsentSettings
 from medgov_grants.main import build_service as build_grants

@@ -44,27 +44,6 @@ async def end_offsets(options: dict, topics: list[str]) -> dict[TopicPartition, 
         await consumer.stop()
 
 
-async def start_groups_at_end(options: dict, groups: list[str]) -> None:
-    """Commit each new consumer group at the current end of every medgov topic.
-
-    The scenario's services get fresh databases and groups; without this they
-    would replay every earlier run's events from the start of each topic.
-    """
-    for group in groups:
-        consumer = AIOKafkaConsumer(**options, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            # Every existing medgov topic, including inbound topics of institutions
-            # that tests made up: the services' subscription patterns match them too.
-            topics = [name for name in await consumer.topics() if name.startswith("medgov.")]
-            partitions = await _partitions(consumer, topics)
-            ends = await consumer.end_offsets(partitions)
-            consumer.assign(partitions)
-            await consumer.commit({partition: offset for partition, offset in ends.items()})
-        finally:
-            await consumer.stop()
-
-
 class EventTail:
     """Follows the four service topics from given offsets and keeps every event in memory."""
 

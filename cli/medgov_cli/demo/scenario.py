@@ -30,13 +30,13 @@ from medgov_cli.demo.events import (
     EventTail,
     end_offsets,
     ensure_all_topics,
-    start_groups_at_end,
 )
 from medgov_cli.demo.stack import CONSOLE_PORT, SERVICE_PORTS, Stack
 from medgov_cli.publisher import HospitalPublisher
 from medgov_cli.settings import KafkaClientSettings, PublisherSettings
 from medgov_cli.subjects import local_patient_ids
 from medgov_shared.contracts.institutions import get_institution
+from medgov_shared.messaging.topics import start_groups_at_end
 
 console = Console()
 
@@ -342,14 +342,19 @@ async def _revoke_and_acknowledge(run: Run) -> None:
     # The last patient revokes on the transparency dashboard instead of at the hospital.
     await run.actors.call("POST", "consent", "/v1/me/revocations", token=run.actors.patient(dashboard_patient), json={})
 
-    grants_on_dataset = len({e.data["grant_id"] for e in run.tail.of_type("AccessGranted")
-                             if e.data["dataset_id"] == "ds-knuh-immunization"})
-    expected = grants_on_dataset * len(immunized)
-    await run.tail.wait_for(lambda tail: len(tail.of_type("ExclusionRequested")) >= expected,
+    # Only this run's grants: other producers may share the topics (tests, another demo).
+    ours = {e.data["grant_id"] for e in run.tail.of_type("AccessGranted")
+            if e.data["dataset_id"] == "ds-knuh-immunization" and e.data["application_id"].startswith("app-demo-")}
+    expected = len(ours) * len(immunized)
+
+    def requested(tail: EventTail) -> list:
+        return [e for e in tail.of_type("ExclusionRequested") if e.data["grant_id"] in ours]
+
+    await run.tail.wait_for(lambda tail: len(requested(tail)) >= expected,
                             timeout_s=STEP_TIMEOUT_S, what=f"{expected} ExclusionRequested")
     run.progress.update(task, total=expected * 2)
 
-    for event in run.tail.of_type("ExclusionRequested"):
+    for event in requested(run.tail):
         exclusion_id = event.data["exclusion_id"]
         await run.actors.call("POST", "consent", f"/v1/exclusions/{exclusion_id}/acknowledgement",
                               token=run.actors.applicant(event.data["grantee_institution"]))
@@ -357,7 +362,8 @@ async def _revoke_and_acknowledge(run: Run) -> None:
         await run.actors.call("POST", "consent", f"/v1/exclusions/{exclusion_id}/acknowledgement",
                               token=run.actors.hospital(event.data["holder_institution"]))
         run.progress.advance(task)
-    await run.tail.wait_for(lambda tail: len(tail.of_type("ExclusionAcknowledged")) >= expected * 2,
+    await run.tail.wait_for(lambda tail: len([e for e in tail.of_type("ExclusionAcknowledged")
+                                              if e.data["grant_id"] in ours]) >= expected * 2,
                             timeout_s=STEP_TIMEOUT_S, what="every ExclusionAcknowledged")
     run.outcomes["revoking_patients"] = len(immunized)
 

@@ -1,6 +1,7 @@
 """Creating the topics a service needs when no operator (Strimzi) manages them."""
 
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -37,3 +38,30 @@ async def ensure_topics(settings: ServiceSettings, extra: list[tuple[str, int]] 
         log.info("topics created", count=len(missing))
     finally:
         await admin.close()
+
+
+async def start_groups_at_end(options: dict, groups: list[str], prefix: str = "medgov.") -> None:
+    """Commit each new consumer group at the current end of every topic whose name starts with `prefix`.
+
+    A new group with auto_offset_reset=earliest reads every topic from its
+    start; a fresh service instance for a demo run or a test starts from here
+    instead, so it never replays what earlier runs published. Topics created
+    later are still read from their start.
+    """
+    for group in groups:
+        consumer = AIOKafkaConsumer(**options, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - see topics created a moment ago
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in await consumer.topics() if topic.startswith(prefix)
+                for partition in consumer.partitions_for_topic(topic) or ()
+            ]
+            if not partitions:
+                continue
+            ends = await consumer.end_offsets(partitions)
+            consumer.assign(partitions)
+            await consumer.commit(ends)
+        finally:
+            await consumer.stop()

@@ -11,6 +11,7 @@ import pytest
 from medgov_shared.clock import ManualClock
 from medgov_shared.contracts.events.inbound import RecordConsent, RevokeConsent
 from medgov_shared.contracts.registry import inbound_topic
+from medgov_shared.messaging.topics import start_groups_at_end
 from medgov_shared.service import Service
 from medgov_shared.testing.services import running, wait_until
 
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def inbound_service(consent_settings: ConsentSettings, topics: Topics, clock: ManualClock) -> AsyncIterator[Service]:
+    # The inbound topics are shared by every test; start at their end instead of replaying them.
+    options = {"bootstrap_servers": consent_settings.kafka_bootstrap_servers}
+    await start_groups_at_end(options, [consent_settings.consumer_group])
     built = build_service(consent_settings, clock, consumes=[topics.review, topics.catalog], consume_inbound=True)
     async with running(built) as started:
         yield started
