@@ -54,7 +54,7 @@ class PublishReport:
 
 
 class Rejected(ValueError):
-    """A record that cannot be sent; the message says why."""
+    """A record that cannot be sent; the message gives the reason."""
 
 
 class HospitalPublisher:

@@ -55,7 +55,7 @@ class PeriodicJob:
 
 
 def consumed_topics_pattern(topics: Sequence[str], *, inbound: bool) -> str:
-    """One regex for the service topics a service reads, plus every hospital's inbound topic."""
+    """Build one regex for the service topics a service reads, plus every hospital's inbound topic."""
     alternatives = [t.replace(".", r"\.") for t in topics]
     if inbound:
         alternatives.append(INBOUND_TOPIC_PATTERN.strip("^$").replace(r"([a-z][a-z0-9-]{1,31})", r"[a-z][a-z0-9-]{1,31}"))
@@ -116,7 +116,7 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self, *, correlation_id: uuid.UUID | None = None) -> AsyncIterator[HandlerContext]:
-        """One transaction for an HTTP command or a job; events emitted in it reach the outbox atomically."""
+        """Open one transaction for an HTTP command or a job, so the events emitted in it reach the outbox atomically."""
         async with self.pool.acquire() as connection, connection.transaction():
             yield HandlerContext(
                 connection=connection, outbox=self.outbox, clock=self.clock, correlation_id=correlation_id

@@ -13,7 +13,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from medgov_cli.chaos.faults import Fault, FaultKind, plan_faults
 from medgov_cli.chaos.infrastructure import (
     PRIVATE_VAR_DIR,
     ChaosInfrastructure,
+    ChaosSetupError,
     default_sample_data,
     private_pair,
     shared_pair_from_environment,
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SEED_PUBLICATION_TIMEOUT_S = 120.0
 PROGRESS_POLL_INTERVAL_S = 1.0
+POLL_TIMEOUT_S = 5.0
 SETTLE_POLL_INTERVAL_S = 5.0
 
 
@@ -123,12 +126,16 @@ class AppliedCounter:
         total = 0
         for url in self.database_urls:
             try:
-                connection = await self._connection(url)
-                total += await connection.fetchval(
-                    "SELECT count(*) FROM inbox WHERE topic LIKE 'medgov.inbound.%'"
-                )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                # PostgreSQL is restarting; keep the last count and reconnect next time.
+                async with asyncio.timeout(POLL_TIMEOUT_S):
+                    connection = await self._connection(url)
+                    total += await connection.fetchval(
+                        "SELECT count(*) FROM inbox WHERE topic LIKE 'medgov.inbound.%'"
+                    )
+            except Exception as error:  # noqa: BLE001 - the count is only observed; any failure means "poll again"
+                # While PostgreSQL restarts, asyncpg raises connection errors and,
+                # on a connection cut mid-query, InternalClientError; a fresh
+                # connection next time recovers from both.
+                log.info("chaos: progress poll failed, keeping the last count: %s: %s", type(error).__name__, error)
                 await self._drop(url)
                 return self.applied
         self.applied = max(self.applied, total)
@@ -204,8 +211,9 @@ async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console:
     try:
         with progress:
             await _run_phases(state, faults)
-    except TimeoutError:
-        report.aborted = f"the run did not finish within {config.run_timeout_s:.0f} s"
+    except TimeoutError as error:
+        # asyncio.timeout raises it without a message; wait_until and wait_ready name what they waited for.
+        report.aborted = str(error) or f"sending and faults did not finish within {config.run_timeout_s:.0f} s"
     except RuntimeError as error:
         # A service that cannot start again, or seed datasets never published.
         report.aborted = str(error)
@@ -216,6 +224,8 @@ async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console:
     if report.aborted:
         console.print(f"[red]run aborted[/red]: {report.aborted}")
 
+    if not stack.started:
+        return report  # nothing ran, so there is nothing to count
     report.verification = await verify(state.ledger, stack.specs)
     report.accepted = len(state.ledger.accepted)
     report.unconfirmed = len(state.ledger.unconfirmed)
@@ -245,22 +255,43 @@ async def _run_phases(state: _Run, faults: list[Fault]) -> None:
     state.counter = AppliedCounter(inbound_consumers)
 
     async with contextlib.AsyncExitStack() as background:
-        await background.enter_async_context(_background(state.stack.supervise()))
-        await background.enter_async_context(_background(_follow_progress(state)))
+        watched = [
+            await background.enter_async_context(_background(state.stack.supervise())),
+            await background.enter_async_context(_background(_follow_progress(state))),
+        ]
         sender = await background.enter_async_context(
             CommandSender(state.workload.publishers["knuh"].settings, state.workload.sources(),
                           deadline_s=config.delivery_deadline_s)
         )
-        await _send_seeds(state, sender)
+        await _while_running(_send_seeds(state, sender), watched)
         async with asyncio.timeout(config.run_timeout_s):
-            await asyncio.gather(_send_commands(state, sender), _inject_faults(state, faults))
+            await _while_running(asyncio.gather(_send_commands(state, sender), _inject_faults(state, faults)), watched)
         state.report.resends = sender.retried
-        await _settle(state)
+        await _while_running(_settle(state), watched)
+
+
+async def _while_running(work: Awaitable[None], watched: list[asyncio.Task]) -> None:
+    """Await `work`, but raise at once if a background task (supervisor, progress poll) stops."""
+    work_task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait([work_task, *watched], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work_task.cancel()
+        raise
+    if work_task in done:
+        work_task.result()
+        return
+    work_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work_task
+    stopped = next(task for task in watched if task in done)
+    error = stopped.exception() if not stopped.cancelled() else None
+    raise RuntimeError(f"background task {stopped.get_name()} stopped: {type(error).__name__}: {error}") from error
 
 
 @contextlib.asynccontextmanager
-async def _background(coroutine) -> AsyncIterator[asyncio.Task]:  # noqa: ANN001 - any coroutine
-    task = asyncio.create_task(coroutine)
+async def _background(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task]:
+    task = asyncio.create_task(coroutine, name=coroutine.__qualname__)
     try:
         yield task
     finally:
@@ -416,6 +447,8 @@ def _log_to_file(path: Path) -> None:
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(path.open("a", encoding="utf-8"))
+    # httpx logs every readiness and liveness probe at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run_chaos(events: int, kills: int, kafka_restarts: int, postgres_restarts: int, seed: int | None) -> int:
@@ -437,9 +470,13 @@ def run_chaos(events: int, kills: int, kafka_restarts: int, postgres_restarts: i
     if shared is not None and not (kafka_restarts or postgres_restarts):
         report = asyncio.run(go(shared))
     else:
-        console.print("starting a private Kafka broker and PostgreSQL server for this run (var/chaos/)")
-        with private_pair() as infrastructure:
-            report = asyncio.run(go(infrastructure))
+        console.print(f"starting a private Kafka broker and PostgreSQL server for this run ({PRIVATE_VAR_DIR})")
+        try:
+            with private_pair() as infrastructure:
+                report = asyncio.run(go(infrastructure))
+        except ChaosSetupError as error:
+            console.print(f"[red]{error}[/red]")
+            return 2
 
     print_report(report, console)
     print(report.summary_line(), flush=True)

@@ -33,6 +33,10 @@ PRIVATE_PORTS: Mapping[str, str] = {
 }
 
 
+class ChaosSetupError(Exception):
+    """The private broker or database could not be started; the message names the cause and the fix."""
+
+
 @dataclass
 class ChaosInfrastructure:
     """Addresses of the broker and database, and the launcher that restarts them (None: not ours to restart)."""
@@ -76,27 +80,32 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR) -> ModuleType:
-    """Load a separate copy of the launcher module bound to the private ports and state directory.
+def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] = PRIVATE_PORTS) -> ModuleType:
+    """Load a separate copy of the launcher module bound to the given ports and state directory.
 
     The launcher reads its overrides when the module is executed, so the
     variables are set only around loading; the shared launcher is unaffected.
     """
-    with _environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **PRIVATE_PORTS}):
+    with _environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **ports}):
         return load_launcher()
 
 
 @contextlib.contextmanager
-def private_pair(var_dir: Path = PRIVATE_VAR_DIR) -> Iterator[ChaosInfrastructure]:
+def private_pair(
+    var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] = PRIVATE_PORTS
+) -> Iterator[ChaosInfrastructure]:
     """Start the private broker and database for one run and stop both afterwards.
 
     A broker that is not running starts from empty storage, so records of
     earlier runs never reach this run's consumers.
     """
-    launcher = load_private_launcher(var_dir)
+    launcher = load_private_launcher(var_dir, ports)
     if launcher.kafka_pid() is None:
         shutil.rmtree(launcher.KAFKA_DATA_DIR, ignore_errors=True)
-    values = launcher.up(with_security=False)
+    try:
+        values = launcher.up(with_security=False)
+    except launcher.LauncherError as error:
+        raise ChaosSetupError(f"could not start the private Kafka and PostgreSQL in {var_dir}: {error}") from error
     try:
         yield ChaosInfrastructure(values["KAFKA_BOOTSTRAP_SERVERS"], values["DATABASE_URL"], launcher)
     finally:

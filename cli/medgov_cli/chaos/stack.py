@@ -146,6 +146,7 @@ class ServiceStack:
     unexpected_exits: list[str] = field(default_factory=list)
     liveness_restarts: list[str] = field(default_factory=list)
     start_failures: list[str] = field(default_factory=list)
+    started: bool = False  # every service was ready once, so its database exists
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _failed_checks: dict[str, int] = field(default_factory=dict)
 
@@ -164,6 +165,7 @@ class ServiceStack:
             )
             self.processes[spec.name].start()
         await asyncio.gather(*(process.wait_ready(READY_TIMEOUT_S) for process in self.processes.values()))
+        self.started = True
 
     def pid(self, name: str) -> int:
         process = self.processes[name].process

@@ -10,7 +10,7 @@ Four checks, each read from the services' own databases:
   event per SubmitApplication); a second row is a doubled effect;
 - service-to-service deliveries: every event in a service's outbox is in the
   inbox (or, rejected, the dead-letter table) of each service that consumes
-  its topic and handles its type;
+  its topic and handles its type, and no subsidy is owed or paid twice;
 - outboxes drained: no row is left unsent.
 """
 
@@ -71,6 +71,19 @@ EFFECT_QUERIES = (
 )
 
 
+# Money is the effect of a service-to-service event that matters most when
+# doubled. The grants service numbers the subsidy awards of a dataset
+# sub-<dataset id>-1, -2 ..., and each award is one row: a pending payout
+# until it is paid, then a disbursement posting. A chaos dataset is published
+# once, so a second row for one dataset is a subsidy owed or paid twice.
+SUBSIDY_AWARDS_SQL = (
+    "SELECT regexp_replace(reference_id, '-[0-9]+$', '') AS dataset_award, count(*) AS n FROM ("
+    "SELECT reference_id FROM pending_payouts WHERE reason = 'subsidy' "
+    "UNION ALL SELECT reference_id FROM postings WHERE kind = 'disbursement' AND reference_id LIKE 'sub-%'"
+    ") AS awards GROUP BY 1"
+)
+
+
 @dataclass
 class CheckResult:
     """One line of the verification table."""
@@ -118,6 +131,7 @@ async def verify(ledger: Ledger, specs: dict[str, ServiceSpec]) -> Verification:
         await _check_inbound_inboxes(result, ledger, specs, connections)
         await _check_effects(result, ledger, connections)
         await _check_deliveries(result, specs, connections)
+        await _check_subsidies(result, connections["grants"])
         await _check_outboxes(result, connections)
         await _count_dead_letters(result, connections)
     finally:
@@ -208,6 +222,16 @@ async def _check_deliveries(
                 found=len(expected) - len(missing),
                 missing=[f"{row['event_type']} {row['event_id']}" for row in missing[:EXAMPLES_SHOWN]],
             ))
+
+
+async def _check_subsidies(result: Verification, connection: asyncpg.Connection) -> None:
+    rows = await connection.fetch(SUBSIDY_AWARDS_SQL)
+    doubled = [row for row in rows if row["n"] > 1]
+    result.duplicated += len(doubled)
+    result.checks.append(CheckResult(
+        store="grants subsidy awards", what="DatasetPublished", expected=len(rows), found=len(rows),
+        doubled=[f"{row['dataset_award']} x{row['n']}" for row in doubled[:EXAMPLES_SHOWN]],
+    ))
 
 
 async def _check_outboxes(result: Verification, connections: dict[str, asyncpg.Connection]) -> None:

@@ -260,7 +260,7 @@ async def _submit(run: Run, application: plan.ApplicationPlan, *, key: str = "fi
         detail = result.get("detail") if isinstance(result, dict) else None
         if not (isinstance(detail, dict) and detail.get("code") == "unknown_dataset"):
             if detail is not None:
-                raise ScenarioError(f"application {application.application_id} refused: {detail}")
+                raise ScenarioError(f"application {application.application_id} rejected: {detail}")
             return result
         if time.monotonic() > deadline:
             raise ScenarioError(f"review service never learned the datasets of {application.application_id}: {detail}")
@@ -314,11 +314,11 @@ async def _decide_applications(run: Run) -> None:
                     comment="비상업 조건(NCU) 데이터셋을 상업적으로 이용할 수 없음 / NCU dataset requested for commercial use")
     run.progress.advance(task)
 
-    await _submit(run, revised, irb_ref=None)  # screening asks for the missing IRB documents
+    await _submit(run, revised, irb_ref=None)  # screening requests the missing IRB documents
     await _submit(run, revised, key="second")
     await _vote_all(run, revised.application_id, {"IRB": "revise"},
                     comment="데이터 보관 기간을 명시할 것 / state the retention period")
-    await asyncio.sleep(2)  # the clock stands still while the applicant revises
+    await asyncio.sleep(2)  # the clock is stopped while the applicant revises
     await _submit(run, revised, key="third", irb_ref="irb://demo/2026-rev2")
     await _vote_all(run, revised.application_id, {"IRB": "approve", "DRB": "approve"})
     run.progress.advance(task)

@@ -12,7 +12,7 @@ _SUBJECT_EXAMPLE = "daegu.k1.3f1c8a7e0d2b4c6f8a1e3d5b7c9f0a2b4d6e8f0a1c3e5b7d9f1
 
 
 class ConsentScope(BaseModel):
-    """What a consent or revocation covers; empty lists mean 'all' for that dimension."""
+    """Coverage of a consent or revocation; an empty list means 'all' for that dimension."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

@@ -82,7 +82,7 @@ class DrbDecisionRecorded(_BoardDecision):
 
 
 class RevisionRequested(_ApplicationEvent):
-    """Emitted when screening finds missing items or a board asks for revision; the clock stops."""
+    """Emitted when screening finds missing items or a board requests revision, and the clock stops."""
 
     event_type: ClassVar[str] = "RevisionRequested"
 
