@@ -191,7 +191,7 @@ def token(
 
     secret = os.environ.get("JWT_SECRET")
     if not secret:
-        console.print("[red]JWT_SECRET is not set; source var/local.env or export it[/red]")
+        console.print("[red]JWT_SECRET is not set; export the key the services verify tokens with (make run prints it)[/red]")
         raise typer.Exit(2)
     typer.echo(issue_token(secret, subject_id=subject_id, roles=role, institution=institution,
                            patient_subject=patient_subject, ttl_s=ttl))

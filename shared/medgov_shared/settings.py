@@ -102,7 +102,7 @@ class ServiceSettings(BaseSettings):
         if not (self.jwt_secret or self.jwt_public_key):
             raise ValueError(
                 f"set {self.env_prefix()}JWT_SECRET (development) or {self.env_prefix()}JWT_PUBLIC_KEY (PEM) "
-                "so the HTTP API can verify bearer tokens; `make up` writes a development secret to var/local.env"
+                "so the HTTP API can verify bearer tokens; for development any random string works, e.g. the key `make run` prints"
             )
         return self
 
