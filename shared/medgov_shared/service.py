@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from medgov_shared.asyncapi import asyncapi_yaml
@@ -29,7 +30,7 @@ from medgov_shared.db.migrate import upgrade_async
 from medgov_shared.db.pool import create_pool, ensure_database
 from medgov_shared.messaging.consumer import EventConsumer, Handler
 from medgov_shared.messaging.context import HandlerContext
-from medgov_shared.messaging.errors import CONNECTION_ERRORS
+from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_validation_error
 from medgov_shared.messaging.kafka import producer_options
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.messaging.relay import OutboxRelay
@@ -236,6 +237,17 @@ class Service:
             secret=self.settings.jwt_secret.get_secret_value() if self.settings.jwt_secret else None,
             public_key=self.settings.jwt_public_key,
         )
+
+        @app.exception_handler(ValidationError)
+        async def invalid_event(request: Request, error: ValidationError) -> Response:
+            # A request that passed its own schema can still build an event the
+            # contracts reject (e.g. free text shaped like a resident registration
+            # number); the caller gets the field and the rule, not a 500.
+            return JSONResponse({"detail": f"invalid input: {describe_validation_error(error)}"}, status_code=422)
+
+        @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+        async def nul_in_text(request: Request, error: asyncpg.CharacterNotInRepertoireError) -> Response:
+            return JSONResponse({"detail": "invalid input: text contains a NUL character (\\u0000)"}, status_code=422)
 
         @app.middleware("http")
         async def trace_request(request: Request, call_next):  # noqa: ANN202 - Starlette's middleware signature

@@ -6,6 +6,7 @@ context attributes, the extension attributes `region`, `correlationid` and
 Kafka headers, not in the envelope.
 """
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.types import Region, UtcDatetime, field
+
+
+_VERSION = re.compile(r":v([0-9]{1,6})$", re.ASCII)
 
 
 class Envelope(BaseModel):
@@ -39,8 +43,9 @@ class Envelope(BaseModel):
 
     @property
     def schema_version(self) -> int:
-        tail = self.dataschema.rsplit(":v", 1)
-        return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 1
+        """The version in a dataschema ending ':v<N>'; 0 (known to no payload class) for any other form."""
+        match = _VERSION.search(self.dataschema)
+        return int(match.group(1)) if match else 0
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from medgov_shared.contracts.pseudonym import is_pseudonym
 
 # An RRN is YYMMDD-GNNNNNN where G (1-8) encodes century and sex; the hyphen is
@@ -52,6 +54,8 @@ class PersonalDataError(ValueError):
 
 
 def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, BaseModel):  # a payload built in Python nests models, not dicts
+        value = value.model_dump()
     yield path, value
     if isinstance(value, dict):
         for key, item in value.items():

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from medgov_shared.clock import Clock
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope
+from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, parse_payload
 from medgov_shared.messaging.context import HandlerContext, RejectEvent, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
@@ -218,6 +219,12 @@ class EventConsumer:
         return _Applied("dead_lettered")
 
     def _parse(self, record: ConsumerRecord) -> tuple[Envelope | None, EventPayload | None, DeadLetter | None]:
+        try:
+            return self._parse_checked(record)
+        except Exception as error:  # a message must never end the consumer; whatever it is, it is dead-lettered
+            return None, None, DeadLetter("invalid_envelope", f"unreadable message: {type(error).__name__}: {error}", 1)
+
+    def _parse_checked(self, record: ConsumerRecord) -> tuple[Envelope | None, EventPayload | None, DeadLetter | None]:
         if record.value is None:
             return None, None, DeadLetter("invalid_envelope", "message has no value (tombstone)", 1)
         try:
@@ -226,6 +233,17 @@ class EventConsumer:
             return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {describe_validation_error(error)}", 1)
         except ValueError as error:
             return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {error}", 1)
+
+        if envelope.schema_version == 0:
+            return envelope, None, DeadLetter(
+                "invalid_envelope", f"dataschema {envelope.dataschema[:200]!r} does not end in ':v<version>'", 1
+            )
+        try:
+            reject_personal_data(
+                {"subject": envelope.subject, "source": envelope.source, **(envelope.model_extra or {})}
+            )
+        except PersonalDataError as error:
+            return envelope, None, DeadLetter("invalid_envelope", str(error), 1)
 
         claimed = institution_of_inbound_topic(record.topic)
         if claimed is not None and envelope.source != f"medgov/hospital/{claimed}":
