@@ -239,6 +239,20 @@ def demo(
     raise typer.Exit(run_demo(keep_running=keep_running, summary_path=summary))
 
 
+@app.command("chaos")
+def chaos(
+    events: Annotated[int, typer.Option(help="Inbound commands to send.")] = 50_000,
+    kills: Annotated[int, typer.Option(help="Services to SIGKILL at random moments (each restarted).")] = 20,
+    kafka_restarts: Annotated[int, typer.Option(help="Restarts of the Kafka broker during the run.")] = 2,
+    postgres_restarts: Annotated[int, typer.Option(help="Restarts of PostgreSQL during the run.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Random seed, to repeat a run.")] = None,
+) -> None:
+    """Send mixed inbound commands while killing services and restarting Kafka and PostgreSQL; end with lost/duplicated."""
+    from medgov_cli.chaos import run_chaos
+
+    raise typer.Exit(run_chaos(events, kills, kafka_restarts, postgres_restarts, seed))
+
+
 @app.command("console")
 def serve_console(
     port: Annotated[int, typer.Option(help="Port of the console on 127.0.0.1.")] = 8100,

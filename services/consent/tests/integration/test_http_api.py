@@ -61,6 +61,7 @@ async def test_project_details_for_patient(service: Service, scenario: Scenario,
     async with http_client(service) as client:
         response = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"], subject=scenario.subjects[0]))
 
+    assert response.status_code == 200, response.text
     (project,) = response.json()["projects"]
     assert project["title"] == "흉부 CT 결절 검출 모델"
     assert project["purpose_text"] == "폐결절 검출 AI 학습"
