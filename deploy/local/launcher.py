@@ -11,6 +11,12 @@ when the caller is root. Process state lives under var/ in the checkout.
 The module is also imported by the test harness and the chaos tools (see up(),
 down(), restart_kafka(), postgres_pid() and add_scram_user()). It uses the
 standard library only, so it runs before any virtualenv exists.
+
+A second, private pair can run beside the default one when these variables
+are set before the module is loaded: MEDGOV_LOCAL_VAR_DIR (state directory
+instead of var/), MEDGOV_KAFKA_PORT, MEDGOV_KAFKA_SASL_PORT,
+MEDGOV_KAFKA_CONTROLLER_PORT and MEDGOV_POSTGRES_PORT. Unset, the defaults
+below apply.
 """
 
 from __future__ import annotations
@@ -41,9 +47,20 @@ from pathlib import Path
 
 log = logging.getLogger("medgov.launcher")
 
+
+def _port_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"invalid {name}={value!r}; expected a TCP port number from 1 to 65535")
+    return int(value)
+
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-VAR_DIR = ROOT / "var"
+DEFAULT_VAR_DIR = ROOT / "var"
+VAR_DIR = Path(os.environ["MEDGOV_LOCAL_VAR_DIR"]).resolve() if os.environ.get("MEDGOV_LOCAL_VAR_DIR") else DEFAULT_VAR_DIR
 RUN_DIR = VAR_DIR / "run"
 LOG_DIR = VAR_DIR / "log"
 ENV_FILE = VAR_DIR / "local.env"
@@ -54,10 +71,10 @@ KAFKA_PID_FILE = RUN_DIR / "kafka.pid"
 POSTGRES_PID_FILE = RUN_DIR / "postgres.pid"
 
 HOST = "127.0.0.1"
-KAFKA_PORT = 19092
-KAFKA_SASL_PORT = 19093
-KAFKA_CONTROLLER_PORT = 19094
-POSTGRES_PORT = 15432
+KAFKA_PORT = _port_from_env("MEDGOV_KAFKA_PORT", 19092)
+KAFKA_SASL_PORT = _port_from_env("MEDGOV_KAFKA_SASL_PORT", 19093)
+KAFKA_CONTROLLER_PORT = _port_from_env("MEDGOV_KAFKA_CONTROLLER_PORT", 19094)
+POSTGRES_PORT = _port_from_env("MEDGOV_POSTGRES_PORT", 15432)
 POSTGRES_USER = "medgov"
 KAFKA_ADMIN_USER = "admin"
 
@@ -463,7 +480,13 @@ def kafka_pid() -> int | None:
     if pid is None or not _process_alive(pid):
         return None
     command = _cmdline(pid)
-    if "kafka.Kafka" in command and f"-Dmedgov.launcher.root={ROOT}" in command:
+    # The configuration file path distinguishes two brokers of one checkout
+    # that use different state directories (MEDGOV_LOCAL_VAR_DIR).
+    if (
+        "kafka.Kafka" in command
+        and f"-Dmedgov.launcher.root={ROOT}" in command
+        and str(KAFKA_DIR / "server.properties") in command
+    ):
         return pid
     return None
 
@@ -796,12 +819,15 @@ def _postgres_scratch_dir() -> Path:
 
     It sits under /tmp rather than var/ because the checkout may be under a
     directory that the postgres user cannot traverse. MEDGOV_PG_DIR overrides
-    it. The short hash keeps two checkouts apart.
+    it. The short hash keeps two checkouts, or two state directories, apart.
     """
     configured = os.environ.get("MEDGOV_PG_DIR")
     if configured:
         return Path(configured)
-    digest = hashlib.sha256(f"{ROOT}:{_postgres_owner().pw_uid}".encode()).hexdigest()[:10]
+    # A private state directory gets its own cluster; the default keeps the
+    # name it always had, so an existing cluster is found again.
+    owner = ROOT if VAR_DIR == DEFAULT_VAR_DIR else VAR_DIR
+    digest = hashlib.sha256(f"{owner}:{_postgres_owner().pw_uid}".encode()).hexdigest()[:10]
     return Path(tempfile.gettempdir()) / f"medgov-pg-{digest}"
 
 

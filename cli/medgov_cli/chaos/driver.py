@@ -1,10 +1,13 @@
 """The chaos run: send mixed commands through the four services while killing and restarting things, then count.
 
-Steps: start the services on fresh databases and consumer groups; register
-one seed dataset per hospital and wait until the review service knows them;
-send the commands with a bounded number not yet applied while the planned
-faults fire; wait until every check passes or the settle timeout ends; stop
-the services and run the checks once more for the report.
+Steps:
+1. Start the services on fresh databases and consumer groups.
+2. Register one seed dataset per hospital and wait until the review service
+   has it from the catalog.
+3. Send the commands, with a bounded number not yet applied, while the
+   planned faults fire.
+4. Wait until every check passes or the settle timeout ends.
+5. Stop the services and run the checks once more for the report.
 """
 
 import asyncio
@@ -49,11 +52,14 @@ SEED_PUBLICATION_TIMEOUT_S = 120.0
 PROGRESS_POLL_INTERVAL_S = 1.0
 POLL_TIMEOUT_S = 5.0
 SETTLE_POLL_INTERVAL_S = 5.0
+# A consumer backs off at most 5 s between retries and a restarted service is
+# ready within about 15 s, so 90 s without any change means nothing is moving.
+SETTLE_STALL_S = 90.0
 
 
 @dataclass(frozen=True)
 class ChaosConfig:
-    """What one run does; the defaults suit `make chaos` on a 2-core machine."""
+    """Settings of one run; the defaults suit `make chaos` on a 2-core machine."""
 
     events: int
     kills: int
@@ -92,6 +98,7 @@ class ChaosReport:
     verification: Verification = field(default_factory=Verification)
     aborted: str | None = None  # why the run stopped before all commands were sent and all faults fired
     duration_s: float = 0.0
+    phase_ends_s: dict[str, float] = field(default_factory=dict)  # seconds from the start of the run
 
     @property
     def passed(self) -> bool:
@@ -163,6 +170,7 @@ class AppliedCounter:
 
 @dataclass
 class _Run:
+    started: float
     config: ChaosConfig
     infrastructure: ChaosInfrastructure
     report: ChaosReport
@@ -175,6 +183,9 @@ class _Run:
     applied_task: TaskID | None = None
     faults_task: TaskID | None = None
 
+    def end_phase(self, name: str) -> None:
+        self.report.phase_ends_s[name] = round(time.monotonic() - self.started, 1)
+
     def note(self, message: str) -> None:
         self.progress.console.print(message)
         log.warning("chaos: %s", message)
@@ -185,7 +196,7 @@ async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console:
     if (config.kafka_restarts or config.postgres_restarts) and not infrastructure.restartable:
         raise ValueError("broker or database restarts need a private pair that this run started")
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
-    rng = random.Random(seed)
+    # The databases and consumer groups are new for every run, even with the same seed.
     run_id = secrets.token_hex(4)
     report = ChaosReport(config=config, seed=seed)
     console = console or Console(stderr=True)
@@ -196,14 +207,14 @@ async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console:
         pseudonym_key=secrets.token_hex(32),
     )
     publishers = {source: HospitalPublisher(publisher_settings, source) for source in Workload.sources()}
-    workload = Workload(publishers, config.sample_data, run_id, rng)
+    workload = Workload(publishers, config.sample_data, seed)
     stack = ServiceStack(infrastructure, run_id, config.sample_data, config.log_dir)
     progress = Progress(
         TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not config.show_progress,
     )
-    state = _Run(config, infrastructure, report, progress, stack, workload)
-    faults = plan_faults(rng, events=config.events, kills=config.kills, kafka_restarts=config.kafka_restarts,
+    state = _Run(started, config, infrastructure, report, progress, stack, workload)
+    faults = plan_faults(random.Random(f"{seed}:faults"), events=config.events, kills=config.kills, kafka_restarts=config.kafka_restarts,
                          postgres_restarts=config.postgres_restarts)
     console.print(f"chaos run {run_id}: seed {seed}, {config.events} events, {len(faults)} faults; "
                   f"service logs in {config.log_dir}")
@@ -226,19 +237,25 @@ async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console:
 
     if not stack.started:
         return report  # nothing ran, so there is nothing to count
-    report.verification = await verify(state.ledger, stack.specs)
-    report.accepted = len(state.ledger.accepted)
-    report.unconfirmed = len(state.ledger.unconfirmed)
-    report.sequence_gaps = state.ledger.sequence_gaps()
-    report.unexpected_exits = list(stack.unexpected_exits)
-    report.liveness_restarts = list(stack.liveness_restarts)
-    report.start_failures = list(stack.start_failures)
+    await _complete_report(state)
     report.duration_s = time.monotonic() - started
     if report.passed and not config.keep_databases:
         await stack.drop_databases()
     else:
         console.print("databases kept for inspection: " + ", ".join(spec.database_url for spec in stack.specs.values()))
     return report
+
+
+async def _complete_report(state: _Run) -> None:
+    """Count the final state of the stopped services and copy the run's findings into the report."""
+    report, ledger, stack = state.report, state.ledger, state.stack
+    report.verification = await verify(ledger, stack.specs)
+    report.accepted = len(ledger.accepted)
+    report.unconfirmed = len(ledger.unconfirmed)
+    report.sequence_gaps = ledger.sequence_gaps()
+    report.unexpected_exits = list(stack.unexpected_exits)
+    report.liveness_restarts = list(stack.liveness_restarts)
+    report.start_failures = list(stack.start_failures)
 
 
 async def _run_phases(state: _Run, faults: list[Fault]) -> None:
@@ -251,6 +268,7 @@ async def _run_phases(state: _Run, faults: list[Fault]) -> None:
     starting = progress.add_task("starting the four services", total=None)
     await state.stack.start()
     progress.remove_task(starting)
+    state.end_phase("services started")
     inbound_consumers = [spec.database_url for spec in state.stack.specs.values() if spec.consumes_inbound]
     state.counter = AppliedCounter(inbound_consumers)
 
@@ -264,10 +282,12 @@ async def _run_phases(state: _Run, faults: list[Fault]) -> None:
                           deadline_s=config.delivery_deadline_s)
         )
         await _while_running(_send_seeds(state, sender), watched)
+        state.end_phase("seed datasets published")
         async with asyncio.timeout(config.run_timeout_s):
             await _while_running(asyncio.gather(_send_commands(state, sender), _inject_faults(state, faults)), watched)
         state.report.resends = sender.retried
         await _while_running(_settle(state), watched)
+        state.end_phase("settled")
 
 
 async def _while_running(work: Awaitable[None], watched: list[asyncio.Task]) -> None:
@@ -355,6 +375,7 @@ async def _send_commands(state: _Run, sender: CommandSender) -> None:
             await _deliver(state, sender, state.workload.next_command())
 
     await asyncio.gather(*(send_next() for _ in range(state.config.concurrent_sends)))
+    state.end_phase("commands sent")
 
 
 async def _wait_for_room(state: _Run) -> None:
@@ -374,6 +395,7 @@ async def _inject_faults(state: _Run, faults: list[Fault]) -> None:
         state.note(f"[yellow]{fault.describe()}[/yellow] at {state.counter.applied} applied{detail}, "
                    f"back after {time.monotonic() - began:.1f} s")
         state.progress.advance(state.faults_task)
+    state.end_phase("faults done")
 
 
 async def _inject(state: _Run, fault: Fault) -> str:
@@ -392,18 +414,31 @@ async def _inject(state: _Run, fault: Fault) -> str:
 
 
 async def _settle(state: _Run) -> None:
-    """Wait until every check passes (the consumers and relays have caught up) or the settle timeout ends."""
+    """Repeat the checks until they pass, they stop changing for SETTLE_STALL_S, or the settle timeout ends."""
     settling = state.progress.add_task("waiting for the services to settle", total=None)
-    deadline = time.monotonic() + state.config.settle_timeout_s
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    last_change = started
+    last_counts: tuple[int, int, int] | None = None
+    while True:
         try:
-            if (await verify(state.ledger, state.stack.specs)).passed:
-                break
+            verification = await verify(state.ledger, state.stack.specs)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("chaos: verification query failed while settling: %s", error)
+        else:
+            if verification.passed:
+                break
+            counts = (verification.lost, verification.duplicated, verification.undrained_total)
+            if counts != last_counts:
+                last_counts, last_change = counts, time.monotonic()
+        now = time.monotonic()
+        if now - last_change > SETTLE_STALL_S:
+            # A dead-lettered command or a doubled row never goes away, so waiting longer changes nothing.
+            state.note(f"[red]the checks still fail and have not changed for {SETTLE_STALL_S:.0f} s[/red]")
+            break
+        if now - started > state.config.settle_timeout_s:
+            state.note(f"[red]the checks still fail after {state.config.settle_timeout_s:.0f} s of settling[/red]")
+            break
         await asyncio.sleep(SETTLE_POLL_INTERVAL_S)
-    else:
-        state.note(f"[red]the checks still fail after {state.config.settle_timeout_s:.0f} s of settling[/red]")
     state.progress.remove_task(settling)
 
 
@@ -414,17 +449,28 @@ def print_report(report: ChaosReport, console: Console) -> None:
     """Print the checks table and findings to `console`; the summary line goes to stdout separately."""
     table = Table(title=f"chaos run: seed {report.seed}, {report.duration_s:.0f} s")
     for column in ("store", "event", "expected", "found", "missing", "doubled"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for check in report.verification.checks:
-        style = "" if check.passed else "red"
-        table.add_row(check.store, check.what, str(check.expected), str(check.found),
-                      "\n".join(check.missing), "\n".join(check.doubled), style=style)
+        table.add_row(check.store, check.what, str(check.expected), str(check.found), str(check.missing_count),
+                      str(check.doubled_count), style="" if check.passed else "red")
     console.print(table)
+
+    for check in report.verification.checks:
+        for example in check.missing:
+            console.print(f"  [red]missing[/red] in {check.store}: {example}")
+        for example in check.doubled:
+            console.print(f"  [red]doubled[/red] in {check.store}: {example}")
     for fault in report.faults_done:
         console.print(f"  fault: {fault}")
+    for phase, seconds in report.phase_ends_s.items():
+        console.print(f"  {phase} after {seconds:.0f} s")
     for name, reasons in report.verification.dead_letter_reasons.items():
         if reasons:
             console.print(f"  {name} dead letters by reason: {dict(reasons)}")
+    _print_findings(report, console)
+
+
+def _print_findings(report: ChaosReport, console: Console) -> None:
     findings = {
         "services that exited without being killed": report.unexpected_exits,
         "restarts after failed liveness checks": report.liveness_restarts,
@@ -452,11 +498,11 @@ def _log_to_file(path: Path) -> None:
 
 
 def run_chaos(events: int, kills: int, kafka_restarts: int, postgres_restarts: int, seed: int | None) -> int:
-    """Entry point of `medgov chaos`: run, print the table and the summary line, return the exit code.
+    """Run `medgov chaos`: print the checks table and the summary line, and return the exit code.
 
     Broker or database restarts run on a private pair started for the run
-    (ports 29092-29094 and 25432, state in var/chaos/); without restarts the
-    pair named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL is used if set.
+    (ports 29092-29094 and 25432, state in var/chaos/). Without restarts, the
+    pair named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL is used if both are set.
     """
     config = ChaosConfig(events=events, kills=kills, kafka_restarts=kafka_restarts,
                          postgres_restarts=postgres_restarts, seed=seed)

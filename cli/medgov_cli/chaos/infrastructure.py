@@ -1,8 +1,8 @@
 """The Kafka broker and PostgreSQL server a chaos run uses, and how to restart them.
 
 Restarting a broker or database that other people's test runs use would
-break those runs, so a run that restarts either gets a private pair: a
-second broker and server started by the local launcher with their own ports
+break those runs. So a run that restarts either gets a private pair: a
+second broker and server that the local launcher starts with their own ports
 and state directory (var/chaos/). A run without restarts can use the pair
 named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL instead.
 """
@@ -50,7 +50,7 @@ class ChaosInfrastructure:
         return self.launcher is not None
 
     async def restart_kafka(self) -> None:
-        """Stop the broker with SIGTERM and start it again on the same data; blocks until it answers."""
+        """Stop the broker with SIGTERM and start it again on the same data; return once it serves metadata."""
         await asyncio.to_thread(self._require_launcher().restart_kafka)
 
     async def restart_postgres(self) -> None:

@@ -1,4 +1,4 @@
-"""What the hospitals sent: every command the broker acknowledged, with the keys of its expected effect."""
+"""The record of sent commands: each one the broker acknowledged, with the key of its expected effect."""
 
 import uuid
 from collections import defaultdict

@@ -2,9 +2,9 @@
 
 Each command is wrapped in its CloudEvents envelope once. When the broker
 does not acknowledge it (it is restarting, a leader moves), the same bytes
-with the same event id are sent again until the broker acknowledges them, so
-a copy that did reach the log before the failure is dropped by the services'
-inboxes instead of becoming a second event.
+with the same event id are sent again until the broker acknowledges them.
+A copy that did reach the log before the failure is then dropped by the
+services' inboxes instead of becoming a second event.
 """
 
 import asyncio

@@ -43,7 +43,7 @@ START_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """How one service runs in this chaos run, and what it consumes (read from its composition root)."""
+    """Configuration of one service in this run, and its handler table and topics from its composition root."""
 
     name: str
     env: Mapping[str, str]

@@ -1,11 +1,11 @@
 """The mixed inbound commands of a chaos run, built from the real sample files.
 
-Hospitals (every hospital of the Daegu region) register datasets whose files
-lie in the sample-data folder and record their patients' FHIR Consents, then
-revoke some of them; an AI vendor and a research foundation submit
-data-access applications. Every command carries its source's next sequence
-number. Each command is built so that the services accept it, because the
-run counts any command that ends in a dead-letter topic as lost.
+The hospitals of the Daegu region register datasets whose files lie in the
+sample-data folder, record their patients' FHIR Consents and revoke some of
+them. An AI vendor and a research foundation submit data-access
+applications. Every command carries its source's next sequence number. Each
+command is built so that the services accept it, because the run counts any
+command that ends in a dead-letter topic as lost.
 """
 
 import copy
@@ -130,13 +130,25 @@ def dataset_files(sample_data: Path) -> list[str]:
 
 
 class Workload:
-    """Builds the commands of one run, deterministic for a given seed and run id."""
+    """Builds the commands of one run from a seed.
 
-    def __init__(self, publishers: dict[str, HospitalPublisher], sample_data: Path, run_id: str, rng: random.Random) -> None:
+    Each kind of choice draws from its own generator, so the sequence of
+    command types and every dataset registration (ids, files, subjects) are
+    the same for a given seed, although which consent a revocation picks
+    depends on when the broker acknowledged the consents. Ids carry the seed
+    and a counter ("ds-knuh-chaos-s7-12"). Below a million commands no id
+    has the 6+7 digits of a resident registration number, which the
+    contracts reject.
+    """
+
+    def __init__(self, publishers: dict[str, HospitalPublisher], sample_data: Path, seed: int) -> None:
         self.publishers = publishers
         self.sample_data = sample_data
-        self.run_id = run_id
-        self.rng = rng
+        self.id_prefix = f"s{seed}"
+        self._mix = random.Random(f"{seed}:mix")
+        self._datasets = random.Random(f"{seed}:datasets")
+        self._applications = random.Random(f"{seed}:applications")
+        self._revocations = random.Random(f"{seed}:revocations")
         self.hospitals = sorted(item.id for item in hospitals() if item.region.value == REGION)
         self.consent_samples = load_consent_samples(sample_data)
         self.files = dataset_files(sample_data)
@@ -153,7 +165,7 @@ class Workload:
     # -- the mix -----------------------------------------------------------------
 
     def seed_commands(self) -> list[Command]:
-        """One published dataset per hospital, registered before the faults start, for applications to request."""
+        """Build one dataset registration per hospital from files the catalog publishes, for applications to request."""
         commands = []
         for hospital, relative in zip(self.hospitals, self._cycle(SEED_DATASET_FILES), strict=False):
             command = self._dataset(hospital, [relative], title="Seed dataset for applications")
@@ -163,14 +175,14 @@ class Workload:
 
     def next_command(self) -> Command:
         kinds = list(COMMAND_MIX)
-        kind = self.rng.choices(kinds, weights=[COMMAND_MIX[item] for item in kinds])[0]
+        kind = self._mix.choices(kinds, weights=[COMMAND_MIX[item] for item in kinds])[0]
         if kind == RevokeConsent.event_type and self._revocable:
             return self._revocation()
         if kind == SubmitApplication.event_type and self.seed_dataset_ids:
             return self._application()
         if kind == RegisterDataset.event_type:
-            hospital = self.rng.choice(self.hospitals)
-            files = self.rng.sample(self.files, k=self.rng.randint(1, 3))
+            hospital = self._datasets.choice(self.hospitals)
+            files = self._datasets.sample(self.files, k=self._datasets.randint(1, 3))
             return self._dataset(hospital, files, title="Chaos run dataset")
         return self._consent()
 
@@ -211,7 +223,7 @@ class Workload:
         payload = publisher.command(
             RegisterDataset.event_type,
             {
-                "dataset_id": f"ds-{hospital}-chaos-{self.run_id}-{number}",
+                "dataset_id": f"ds-{hospital}-chaos-{self.id_prefix}-{number}",
                 "description": description,
                 "files": files,
                 "subjects": sorted(publisher.pseudonymize(local) for local in local_ids),
@@ -230,7 +242,7 @@ class Workload:
         index = self._next("consent") - 1
         patient_number, sample_index = divmod(index, len(self.consent_samples))
         hospital = self.hospitals[patient_number % len(self.hospitals)]
-        local_id = f"chaos-{self.run_id}-{patient_number}"
+        local_id = f"chaos-{self.id_prefix}-{patient_number}"
 
         resource = copy.deepcopy(self.consent_samples[sample_index])
         resource = _replace_references(resource, SAMPLE_HOSPITAL_REFERENCE, f"Organization/{hospital}")
@@ -242,7 +254,7 @@ class Workload:
         return self._numbered(hospital, payload, local_id)
 
     def _revocation(self) -> Command:
-        index = self.rng.randrange(len(self._revocable))
+        index = self._revocations.randrange(len(self._revocable))
         # Swap-remove keeps picking a random waiting consent O(1).
         self._revocable[index], self._revocable[-1] = self._revocable[-1], self._revocable[index]
         consent = self._revocable.pop()
@@ -253,19 +265,19 @@ class Workload:
         return self._numbered(consent.institution, payload)
 
     def _application(self) -> Command:
-        applicant = self.rng.choice(APPLICANTS)
+        applicant = self._applications.choice(APPLICANTS)
         number = self._next("application")
         today = date.today()
-        complete = self.rng.random() < 0.75
+        complete = self._applications.random() < 0.75
         data: dict[str, Any] = {
-            "application_id": f"app-chaos-{self.run_id}-{number}",
-            "idempotency_key": f"sub-{self.run_id}-{number}",
+            "application_id": f"app-chaos-{self.id_prefix}-{number}",
+            "idempotency_key": f"sub-{self.id_prefix}-{number}",
             "applicant_institution": applicant,
             "principal_investigator": "Dr. Kim",
             "title": f"Chest CT nodule detection, chaos run {number}",
             "purpose_text": "Train and validate a lung nodule detector",
             "purpose_codes": ["HMB"],
-            "dataset_ids": self.rng.sample(self.seed_dataset_ids, k=self.rng.randint(1, 2)),
+            "dataset_ids": self._applications.sample(self.seed_dataset_ids, k=self._applications.randint(1, 2)),
             "requested_start": (today + timedelta(days=30)).isoformat(),
             "requested_end": (today + timedelta(days=395)).isoformat(),
             "data_environment": "secure_enclave",
@@ -273,7 +285,7 @@ class Workload:
         if complete:
             data["irb_document_ref"] = f"irb://{applicant}/chaos-{number}"
         # Without the IRB reference the review service stores the
-        # application and asks for a revision, the other path of a submission.
+        # application and emits RevisionRequested, the other path of a submission.
         payload = self.publishers[applicant].command(SubmitApplication.event_type, data)
         return self._numbered(applicant, payload)
 

@@ -1,0 +1,101 @@
+"""Malformed records through the consumer's parse step, in volume and without a broker.
+
+The consumer turns each Kafka record into (envelope, payload, dead letter)
+before any handler runs. There is no public function for that step, so these
+tests call EventConsumer._parse on a consumer that never connects. The sample
+in test_inbound_broker.py sends real records through a running service.
+"""
+
+import pytest
+from hypothesis import given
+
+from medgov_shared.contracts.guards import reject_personal_data
+from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, payload_class
+
+from .budget import examples_for, fuzz_settings
+from .event_strategies import FuzzRecord, cloud_event_records, example_payload, malformed_records
+from .parsing import CONSUMER, consumer_record
+
+pytestmark = pytest.mark.fuzz
+
+DEAD_LETTER_REASONS = {"invalid_envelope", "institution_mismatch", "invalid_payload"}
+
+
+def check_outcome(record: FuzzRecord) -> None:
+    """Assert that the parse step dead-letters with a reason, skips an unknown type, or accepts a valid event."""
+    envelope, payload, letter = CONSUMER._parse(consumer_record(record))
+
+    if letter is not None:
+        assert letter.reason in DEAD_LETTER_REASONS, letter
+        assert letter.error.strip(), f"dead letter {letter.reason} without an error message"
+        for secret in record.planted:
+            assert secret not in letter.error, f"dead-letter error repeats planted personal data {secret!r}"
+        return
+
+    assert envelope is not None, "neither a dead letter nor an envelope"
+    if payload is None:
+        with pytest.raises(UnknownEventType):
+            payload_class(envelope.type, envelope.schema_version)
+        return
+
+    assert not record.must_reject, f"accepted a record with defects {record.defects}"
+    assert type(payload) is payload_class(envelope.type, envelope.schema_version)
+    assert envelope.time.tzinfo is not None
+    reject_personal_data(payload.model_dump(mode="json"))
+    claimed = institution_of_inbound_topic(record.topic)
+    if claimed is not None:
+        assert envelope.source == f"medgov/hospital/{claimed}"
+        assert getattr(payload, "institution_id", None) == claimed
+
+
+def test_schema_examples_are_valid_payloads() -> None:
+    from medgov_shared.contracts.registry import all_event_types
+
+    for event_class in all_event_types():
+        event_class.model_validate(example_payload(event_class))
+
+
+@fuzz_settings(examples_for(quick=400, share=0.45))
+@given(malformed_records())
+def test_parse_never_raises_and_rejects_specifically(record: FuzzRecord) -> None:
+    check_outcome(record)
+
+
+@fuzz_settings(examples_for(quick=200, share=0.25))
+@given(cloud_event_records(max_defects=0))
+def test_parse_accepts_valid_events(record: FuzzRecord) -> None:
+    envelope, payload, letter = CONSUMER._parse(consumer_record(record))
+
+    assert letter is None, letter
+    assert payload is not None
+    assert envelope is not None and envelope.type == type(payload).event_type
+
+
+# The dead-letter reason each forbidden defect must produce when it is the only one.
+EXPECTED_REASON = {
+    "rrn_in_data": "invalid_payload",
+    "raw_identifier_field": "invalid_payload",
+    "naive_payload_time": "invalid_payload",
+    "naive_event_time": "invalid_envelope",
+    "missing_envelope_field": "invalid_envelope",
+    "data_not_an_object": "invalid_envelope",
+    "foreign_source": "institution_mismatch",
+    "foreign_institution_id": "institution_mismatch",
+}
+
+
+def single_forbidden_defect(record: FuzzRecord) -> bool:
+    return len(record.defects) == 1 and record.defects[0] in EXPECTED_REASON
+
+
+@fuzz_settings(examples_for(quick=200, share=0.10))
+@given(cloud_event_records(max_defects=1).filter(single_forbidden_defect))
+def test_parse_names_the_forbidden_defect(record: FuzzRecord) -> None:
+    (defect,), (target,) = record.defects, record.targets
+
+    envelope, payload, letter = CONSUMER._parse(consumer_record(record))
+
+    assert payload is None, f"accepted a record with defect {defect}"
+    assert letter is not None, f"record with defect {defect} was not dead-lettered"
+    assert letter.reason == EXPECTED_REASON[defect], letter
+    assert target in letter.error, f"error {letter.error!r} does not name the field {target!r}"
