@@ -16,7 +16,7 @@ from medgov_shared.messaging.consumer import Handler
 from medgov_shared.messaging.context import HandlerContext, RejectEvent
 
 from medgov_consent.commands import consents, projections
-from medgov_consent.domain.errors import ConsentRejected
+from medgov_consent.domain.errors import ConsentRejected, NotConsentRecorder
 from medgov_consent.domain.fhir_consent import read_fhir_consent
 from medgov_consent.domain.history import Revocation
 from medgov_consent.domain.scope import validate_scope
@@ -53,7 +53,11 @@ def build_handlers(acknowledge_within: timedelta) -> dict[str, Handler]:
         except ConsentRejected as error:
             raise RejectEvent(f"RevokeConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
         revocation = Revocation(payload.consent_id, payload.institution_id, "fhir", payload.effective_at, payload.scope)
-        await consents.revoke(context, subject=payload.subject, revocation=revocation, acknowledge_within=acknowledge_within)
+        try:
+            await consents.revoke(context, subject=payload.subject, revocation=revocation,
+                                  acknowledge_within=acknowledge_within)
+        except NotConsentRecorder as error:
+            raise RejectEvent(f"RevokeConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
 
     async def dataset_subjects_added(context: HandlerContext, payload: DatasetSubjectsAdded) -> None:
         await projections.dataset_subjects_added(context, payload, acknowledge_within)

@@ -17,6 +17,7 @@ from medgov_consent.domain.errors import (
     ConsentDomainError,
     ConsentRejected,
     NotAParty,
+    NotConsentRecorder,
     UnknownConsent,
     UnknownExclusion,
     UnknownSubject,
@@ -29,6 +30,7 @@ _STATUS = {
     UnknownConsent: status.HTTP_404_NOT_FOUND,
     UnknownExclusion: status.HTTP_404_NOT_FOUND,
     NotAParty: status.HTTP_403_FORBIDDEN,
+    NotConsentRecorder: status.HTTP_403_FORBIDDEN,
 }
 
 

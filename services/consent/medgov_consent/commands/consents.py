@@ -16,7 +16,7 @@ from medgov_shared.observability.metrics import REVOCATION_FANOUT_SECONDS
 
 from medgov_consent.commands.exclusions import fan_out
 from medgov_consent.commands.recheck import recheck_subject
-from medgov_consent.domain.errors import ConsentRejected, RejectionReason
+from medgov_consent.domain.errors import ConsentRejected, NotConsentRecorder, RejectionReason
 from medgov_consent.domain.history import AppliedRevocation, Channel, ChangeKind, ConsentHistory, ConsentRecord, Revocation
 from medgov_consent.domain.policy import ConsentPolicy
 from medgov_consent.domain.scope import permitted_scope
@@ -84,6 +84,13 @@ async def revoke(
 ) -> RevocationOutcome:
     """Apply or park a revocation; an applied one is announced and fanned out to the grants it reaches."""
     before = await _locked_history(context, subject)
+    recorded = before.consent(revocation.consent_id)
+    if revocation.channel == "fhir" and recorded is not None and recorded.institution_id != revocation.institution_id:
+        # Only the hospital that recorded a consent revokes it on the patient's behalf.
+        raise NotConsentRecorder(
+            f"consent {revocation.consent_id} was recorded by {recorded.institution_id}, "
+            f"not {revocation.institution_id}; only that hospital can revoke it"
+        )
     after, change = before.record_revocation(revocation)
     await histories.save_history(context.connection, before, after, context.now())
     if change.applied is None:

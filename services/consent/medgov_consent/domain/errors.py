@@ -51,5 +51,11 @@ class NotAParty(ConsentDomainError):
     code = "not_a_party"
 
 
+class NotConsentRecorder(ConsentDomainError):
+    """Raised when a hospital revokes a consent that another hospital recorded."""
+
+    code = "not_consent_recorder"
+
+
 class UnknownConsent(ConsentDomainError):
     code = "unknown_consent"

@@ -111,6 +111,10 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
             json=upload("Consent-consent-example-basic.json"),
             headers=bearer(jwt_secret, roles=["hospital"], institution="cnuh"),
         )
+        foreign_revocation = await client.post(
+            "/v1/hospital/revocations", json={"subject": subject, "consent_id": "cns-knuh-0001"},
+            headers=bearer(jwt_secret, roles=["hospital"], institution="dsmc"),
+        )
 
     assert contract.status_code == 422
     assert contract.json()["detail"]["code"] == "not_a_consent"
@@ -130,6 +134,8 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert accepted.json()["change"] == "recorded"
     assert taken.status_code == 422
     assert taken.json()["detail"]["code"] == "consent_id_taken"
+    assert foreign_revocation.status_code == 403
+    assert foreign_revocation.json()["detail"]["code"] == "not_consent_recorder"
 
 
 async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenario: Scenario) -> None:
