@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import broker, database, processes, services
 from bench.gate import GateResult, check
+from bench.infrastructure import UNREACHABLE, InfrastructureDisturbed
 from bench.workload import REPO_ROOT, BenchEvent, Workload
 
 log = structlog.get_logger("bench")
@@ -27,6 +28,8 @@ log = structlog.get_logger("bench")
 POLL_INTERVAL_S = 0.05
 # A service that commits nothing for this long is reported as stalled and the run fails.
 STALL_TIMEOUT_S = 180.0
+# A baseline process still running after this long is killed (the broker went away and never came back).
+BASELINE_TIMEOUT_S = 1800.0
 
 
 @dataclass
@@ -43,7 +46,7 @@ class ArmResult:
 
 
 class ArmFailed(RuntimeError):
-    """Raised when an arm could not finish (a crash or a stall); the message says where to look."""
+    """Raised when an arm could not finish (a crash or a stall); the message names the log to read."""
 
 
 # -- baselines -----------------------------------------------------------------
@@ -81,7 +84,12 @@ async def _run_process(command: list[str], log_path: Path) -> str:
         process = await asyncio.create_subprocess_exec(
             *command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, env=os.environ.copy()
         )
-        stdout, _ = await process.communicate()
+        try:
+            stdout, _ = await asyncio.wait_for(process.communicate(), timeout=BASELINE_TIMEOUT_S)
+        except (TimeoutError, asyncio.CancelledError):
+            process.kill()
+            await process.wait()
+            raise
     if process.returncode != 0:
         raise ArmFailed(f"{' '.join(command[2:5])} exited with {process.returncode}; see {log_path}")
     return stdout.decode()
@@ -174,7 +182,7 @@ class ServiceRun:
         await broker.delete_topics(self.bootstrap, workload.fresh_topics + [f"{topic}.dlq" for topic in workload.fresh_topics])
 
     async def wait_applied(self, events: Sequence[BenchEvent], *, timeout_s: float = 120) -> None:
-        """Wait until the inbox holds every one of `events` (the setup a workload needs first)."""
+        """Wait until the inbox contains every one of `events` (the setup a workload needs first)."""
         ids = [event.event_id for event in events]
         deadline = time.monotonic() + timeout_s
         while True:
@@ -232,9 +240,13 @@ async def measure(run: ServiceRun, progress: Progress, *, warmup: int, events: i
     total = warmup + events
     started: Sample | None = None
     last_change = time.monotonic()
-    last_processed = -1
+    last_processed = 0
     while True:
-        processed = await progress.processed()
+        try:
+            processed = await progress.processed()
+        except UNREACHABLE as error:
+            # The service rides out a broker restart, but its rate in this window does not count.
+            raise InfrastructureDisturbed(f"{run.spec.name}: broker unreachable while timing: {error}") from error
         now = Sample(time.monotonic(), processed, run.cpu_s())
         if started is None and processed >= warmup:
             started = now
@@ -257,7 +269,7 @@ async def measure(run: ServiceRun, progress: Progress, *, warmup: int, events: i
 
 
 async def _probes(port: int) -> str:
-    """Return what /healthz and /readyz of a stalled service say: whether its consumer task ended, and when it last polled."""
+    """Return the /healthz and /readyz responses of a stalled service: whether its consumer task ended, and whether it still polls."""
     answers = []
     async with httpx.AsyncClient(timeout=5) as client:
         for path in ("/healthz", "/readyz"):

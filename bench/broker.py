@@ -18,7 +18,7 @@ log = structlog.get_logger("bench")
 
 @dataclass(frozen=True)
 class Placement:
-    """Where one event landed: its topic partition and offset."""
+    """Partition and offset one event was written to, with its sequence number."""
 
     sequence: int
     partition: int

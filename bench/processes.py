@@ -39,7 +39,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def wait_ready(process: ServiceProcess, timeout_s: float) -> None:
-    """Poll /readyz until it answers 200; on timeout, raise with the last answer, which names the failing check."""
+    """Poll /readyz until it returns 200. On timeout, raise with the last response, which names the failing check."""
     deadline = time.monotonic() + timeout_s
     last_answer = "no answer"
     async with httpx.AsyncClient(timeout=5) as client:

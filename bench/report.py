@@ -148,7 +148,7 @@ def _quantiles(values: dict[str, float]) -> str:
 
 
 def key_line(results: Sequence[ArmResult], latencies: Sequence[LatencyResult], gate: GateResult, failures: Sequence[str]) -> str:
-    """The last line `make bench` prints: the key figures, then lost and duplicated sequence numbers."""
+    """Return the last line `make bench` prints: the key figures, then the lost and duplicated sequence numbers."""
     parts = []
     s_b3 = ratios(results, "consent", "b3")
     s_b2 = ratios(results, "consent", "b2")

@@ -13,7 +13,7 @@ Phases, all on the local Kafka broker and PostgreSQL server from var/local.env:
    partitions.
 
 Every run checks that no sequence number was lost or applied twice; any
-failure makes the exit status 1. The last line printed holds the key figures.
+failure makes the exit status 1. The last line printed contains the key figures.
 MEDGOV_BENCH_QUICK=1 (or --quick) runs 5,000 events once each, for smoke tests.
 """
 
@@ -26,19 +26,24 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import structlog  # noqa: E402
 
-from bench import arms, broker, latency, report, services, workload  # noqa: E402
+from bench import arms, broker, infrastructure, latency, report, services, workload  # noqa: E402
 from bench.arms import ArmResult  # noqa: E402
+from bench.infrastructure import UNREACHABLE, InfrastructureDisturbed  # noqa: E402
 from bench.latency import LatencyResult  # noqa: E402
 from medgov_shared.observability.logging import configure_logging  # noqa: E402
 
 log = structlog.get_logger("bench")
+
+T = TypeVar("T")
 
 BASELINES = ("b1", "b2", "b3")
 ALL_ARMS = (*BASELINES, "consent", "review", "catalog", "grants")
@@ -110,7 +115,10 @@ class Bench:
             order = arms_in_order[shift:] + arms_in_order[:shift]
             run_id = workload.new_run_id()
             consent_events = workload.record_consents(run_id, 0, self.args.warmup + self.args.events)
-            baseline_topic, placements = await self._baseline_topic(run_id, consent_events, order)
+            prepared = await self._attempt(f"repetition {repetition} topic", lambda: self._baseline_topic(run_id, consent_events, order))
+            if prepared is None:
+                continue
+            baseline_topic, placements = prepared
             try:
                 for arm in order:
                     await self._run_arm(arm, repetition, run_id, consent_events, baseline_topic, placements)
@@ -127,28 +135,30 @@ class Bench:
         return topic, placements
 
     async def _run_arm(self, arm: str, repetition: int, run_id: str, consent_events: list, topic: str | None, placements: list) -> None:
-        log.info("arm started", arm=arm, repetition=repetition, events=self.args.events, warmup=self.args.warmup)
-        started = time.monotonic()
-        try:
+        async def run_once() -> ArmResult:
             if arm in BASELINES:
                 assert topic is not None
-                result = await arms.run_baseline(
+                return await arms.run_baseline(
                     arm, repetition, topic=topic, warmup=self.args.warmup, events=self.args.events, placements=placements, log_dir=self.logs
                 )
-            else:
-                service_run_id = run_id if arm == "consent" else workload.new_run_id()
-                result = await arms.run_service(
-                    services.SERVICES[arm],
-                    repetition,
-                    self._workload(arm, service_run_id, consent_events),
-                    run_id=service_run_id,
-                    warmup=self.args.warmup,
-                    events=self.args.events,
-                    log_dir=self.logs,
-                )
-        except Exception as error:  # one failed run is recorded, and the other runs still go ahead
-            log.exception("arm failed", arm=arm, repetition=repetition)
-            self._fail(f"{arm} run {repetition}: {type(error).__name__}: {error}")
+            # A repeated attempt needs new event ids, so it gets a new run id and new events.
+            attempt_run_id = run_id if arm == "consent" and not attempts else workload.new_run_id()
+            attempts.append(attempt_run_id)
+            return await arms.run_service(
+                services.SERVICES[arm],
+                repetition,
+                self._workload(arm, attempt_run_id, consent_events if attempt_run_id == run_id else None),
+                run_id=attempt_run_id,
+                warmup=self.args.warmup,
+                events=self.args.events,
+                log_dir=self.logs,
+            )
+
+        attempts: list[str] = []
+        log.info("arm started", arm=arm, repetition=repetition, events=self.args.events, warmup=self.args.warmup)
+        started = time.monotonic()
+        result = await self._attempt(f"{arm} run {repetition}", run_once)
+        if result is None:
             return
         self.results.append(result)
         self._check_gate(f"{arm} run {repetition}", result.gate)
@@ -158,10 +168,10 @@ class Bench:
             wall_s=round(time.monotonic() - started, 1),
         )
 
-    def _workload(self, arm: str, run_id: str, consent_events: list) -> workload.Workload:
+    def _workload(self, arm: str, run_id: str, consent_events: list | None) -> workload.Workload:
         total = self.args.warmup + self.args.events
         if arm == "consent":
-            return workload.Workload(events=consent_events)
+            return workload.Workload(events=consent_events or workload.record_consents(run_id, 0, total))
         if arm == "review":
             return workload.review_workload(run_id, total)
         if arm == "catalog":
@@ -174,22 +184,21 @@ class Bench:
         max_eps = self.args.max_eps or self._consent_median()
         if max_eps is None:
             log.info("measuring the consent maximum for the latency phase", events=self.args.events)
-            run_id = workload.new_run_id()
-            await self._run_arm("consent", 0, run_id, workload.record_consents(run_id, 0, self.args.warmup + self.args.events), None, [])
+            await self._run_arm("consent", 0, workload.new_run_id(), [], None, [])
             max_eps = self._consent_median()
         if max_eps is None:
             self._fail("latency: no consent throughput to take the load levels from")
             return
         for fraction in self.args.loads:
             log.info("latency run started", load=fraction, events_per_s=round(fraction * max_eps, 1))
-            try:
-                result = await latency.run_latency(
+            result = await self._attempt(
+                f"latency at {fraction:.0%}",
+                lambda: latency.run_latency(
                     fraction, max_eps, warmup_s=min(10.0, self.args.latency_seconds / 2), measure_s=self.args.latency_seconds,
                     revocations=self.args.revocations, log_dir=self.logs,
-                )
-            except Exception as error:  # recorded like a failed arm run
-                log.exception("latency run failed", load=fraction)
-                self._fail(f"latency at {fraction:.0%}: {type(error).__name__}: {error}")
+                ),
+            )
+            if result is None:
                 continue
             self.latencies.append(result)
             self._check_gate(f"latency at {fraction:.0%}", result.gate)
@@ -201,22 +210,43 @@ class Bench:
 
     async def scaling_runs(self) -> None:
         for instances in (1, 2):
-            run_id = workload.new_run_id()
-            events = workload.record_consents(run_id, 0, self.args.warmup + self.args.events)
-            log.info("scaling run started", instances=instances, partitions=SCALING_PARTITIONS)
-            try:
-                result = await arms.run_service(
+
+            async def run_once() -> ArmResult:
+                run_id = workload.new_run_id()
+                events = workload.record_consents(run_id, 0, self.args.warmup + self.args.events)
+                return await arms.run_service(
                     services.CONSENT, instances, workload.Workload(events=events), run_id=run_id, warmup=self.args.warmup,
                     events=self.args.events, log_dir=self.logs, instances=instances, partitions=SCALING_PARTITIONS,
                     arm=f"consent x{instances}",
                 )
-            except Exception as error:  # recorded like a failed arm run
-                log.exception("scaling run failed", instances=instances)
-                self._fail(f"scaling with {instances} instances: {type(error).__name__}: {error}")
+
+            log.info("scaling run started", instances=instances, partitions=SCALING_PARTITIONS)
+            result = await self._attempt(f"scaling with {instances} instances", run_once)
+            if result is None:
                 continue
             self.scaling.append(result)
             self._check_gate(f"scaling with {instances} instances", result.gate)
             log.info("scaling run finished", instances=instances, events_per_s=result.events_per_s)
+
+    async def _attempt(self, label: str, run: Callable[[], Awaitable[T]]) -> T | None:
+        """Run once; after a failure while the broker or database was away, wait for them and run once more.
+
+        Other people's chaos runs restart the shared pair, and a run cut by a
+        restart says nothing about the services. Any other failure, or a second
+        one, is recorded and the benchmark goes on with the next run.
+        """
+        for attempt in (1, 2):
+            try:
+                await infrastructure.wait_until_reachable()
+                return await run()
+            except Exception as error:  # recorded below; one failed run must not stop the others
+                disturbed = isinstance(error, (InfrastructureDisturbed, *UNREACHABLE)) or await infrastructure.reachable() is not None
+                if attempt == 1 and disturbed:
+                    log.warning("run disturbed by the broker or database; repeating it", run=label, error=f"{type(error).__name__}: {error}")
+                    continue
+                log.exception("run failed", run=label)
+                self._fail(f"{label}: {type(error).__name__}: {error}")
+        return None
 
     # -- outcome -------------------------------------------------------------------------
 

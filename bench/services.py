@@ -1,4 +1,4 @@
-"""What the benchmark needs to know per service: its subscription, its environment and where its effects land."""
+"""Per-service facts the benchmark uses: the subscription, the environment, and the tables where effects land."""
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace

@@ -92,12 +92,14 @@ def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, s
 
 @contextlib.contextmanager
 def private_pair(
-    var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] = PRIVATE_PORTS
+    var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] = PRIVATE_PORTS, *, remove_state: bool = False
 ) -> Iterator[ChaosInfrastructure]:
     """Start the private broker and database for one run and stop both afterwards.
 
     A broker that is not running starts from empty storage, so records of
-    earlier runs never reach this run's consumers.
+    earlier runs never reach this run's consumers. With `remove_state`, the
+    state directory and the PostgreSQL cluster are deleted after the stop
+    (for a pair made for one test session).
     """
     launcher = load_private_launcher(var_dir, ports)
     if launcher.kafka_pid() is None:
@@ -105,11 +107,20 @@ def private_pair(
     try:
         values = launcher.up(with_security=False)
     except launcher.LauncherError as error:
+        _stop(launcher, var_dir, remove_state=remove_state)  # PostgreSQL may have started before Kafka failed
         raise ChaosSetupError(f"could not start the private Kafka and PostgreSQL in {var_dir}: {error}") from error
     try:
         yield ChaosInfrastructure(values["KAFKA_BOOTSTRAP_SERVERS"], values["DATABASE_URL"], launcher)
     finally:
-        launcher.down()
+        _stop(launcher, var_dir, remove_state=remove_state)
+
+
+def _stop(launcher: ModuleType, var_dir: Path, *, remove_state: bool) -> None:
+    launcher.down()
+    if remove_state:
+        # The launcher keeps the cluster under /tmp, named after the state directory.
+        shutil.rmtree(launcher._postgres_scratch_dir(), ignore_errors=True)
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 def default_sample_data() -> Path:
