@@ -17,14 +17,16 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import structlog
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from medgov_shared.observability.logging import configure_logging
 from medgov_shared.testing.services import wait_until
@@ -46,7 +48,7 @@ from medgov_cli.chaos.workload import REGION, Command, Workload
 from medgov_cli.publisher import HospitalPublisher
 from medgov_cli.settings import PublisherSettings
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 SEED_PUBLICATION_TIMEOUT_S = 120.0
 PROGRESS_POLL_INTERVAL_S = 1.0
@@ -74,7 +76,7 @@ class ChaosConfig:
     max_in_flight: int = 2000
     concurrent_sends: int = 32
     delivery_deadline_s: float = 300.0
-    run_timeout_s: float = 1800.0
+    run_timeout_s: float = 3600.0
     settle_timeout_s: float = 600.0
     keep_databases: bool = False
     show_progress: bool = True
@@ -109,12 +111,12 @@ class ChaosReport:
         return 0 if self.passed else 1
 
     def summary_line(self) -> str:
-        v = self.verification
+        counts = self.verification
         return (
             f"events={self.config.events} accepted={self.accepted} kills={self.kills} "
             f"kafka_restarts={self.kafka_restarts} postgres_restarts={self.postgres_restarts} "
-            f"dead_lettered={v.dead_lettered_commands} undrained={v.undrained_total} "
-            f"lost={v.lost} duplicated={v.duplicated}"
+            f"dead_lettered={counts.dead_lettered_commands} undrained={counts.undrained_total} "
+            f"lost={counts.lost} duplicated={counts.duplicated}"
         )
 
 
@@ -122,7 +124,7 @@ class ChaosReport:
 
 
 class AppliedCounter:
-    """Polls how many inbound commands the services have applied (their inbox rows from inbound topics)."""
+    """Count of the inbound commands the services have applied (inbox rows from inbound topics), polled from their databases."""
 
     def __init__(self, database_urls: list[str]) -> None:
         self.database_urls = database_urls
@@ -142,7 +144,7 @@ class AppliedCounter:
                 # While PostgreSQL restarts, asyncpg raises connection errors and,
                 # on a connection cut mid-query, InternalClientError; a fresh
                 # connection next time recovers from both.
-                log.info("chaos: progress poll failed, keeping the last count: %s: %s", type(error).__name__, error)
+                log.info("progress poll failed; keeping the last count", error=f"{type(error).__name__}: {error}")
                 await self._drop(url)
                 return self.applied
         self.applied = max(self.applied, total)
@@ -188,7 +190,7 @@ class _Run:
 
     def note(self, message: str) -> None:
         self.progress.console.print(message)
-        log.warning("chaos: %s", message)
+        log.warning("chaos run", note=Text.from_markup(message).plain)
 
 
 async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console: Console | None = None) -> ChaosReport:
@@ -347,11 +349,11 @@ async def _send_seeds(state: _Run, sender: CommandSender) -> None:
     await asyncio.gather(*(_deliver(state, sender, command) for command in seeds))
     review = await asyncpg.connect(state.stack.specs["review"].database_url)
     try:
-        wanted = state.workload.seed_dataset_ids
+        dataset_ids = state.workload.seed_dataset_ids
         await wait_until(
-            lambda: _count_published(review, wanted, len(wanted)),
+            lambda: _count_published(review, dataset_ids, len(dataset_ids)),
             timeout_s=SEED_PUBLICATION_TIMEOUT_S, interval_s=0.5,
-            message=f"the review service to learn the {len(wanted)} seed datasets from the catalog",
+            message=f"the review service to learn the {len(dataset_ids)} seed datasets from the catalog",
         )
     finally:
         await review.close()
@@ -423,7 +425,7 @@ async def _settle(state: _Run) -> None:
         try:
             verification = await verify(state.ledger, state.stack.specs)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("chaos: verification query failed while settling: %s", error)
+            log.warning("verification query failed while settling; retrying", error=f"{type(error).__name__}: {error}")
         else:
             if verification.passed:
                 break
@@ -451,7 +453,7 @@ def print_report(report: ChaosReport, console: Console) -> None:
     for column in ("store", "event", "expected", "found", "missing", "doubled"):
         table.add_column(column, no_wrap=True)
     for check in report.verification.checks:
-        table.add_row(check.store, check.what, str(check.expected), str(check.found), str(check.missing_count),
+        table.add_row(check.store, check.event, str(check.expected), str(check.found), str(check.missing_count),
                       str(check.doubled_count), style="" if check.passed else "red")
     console.print(table)
 

@@ -23,6 +23,8 @@ def effect_key(payload: EventPayload) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SentEvent:
+    """One sent command: its event id, source, sequence number and effect key."""
+
     event_id: uuid.UUID
     event_type: str
     institution: str
@@ -36,6 +38,8 @@ class SentEvent:
 
 @dataclass
 class Ledger:
+    """Commands of one run, sorted by whether the broker acknowledged them."""
+
     accepted: list[SentEvent] = field(default_factory=list)
     # Commands the broker never acknowledged within the deadline; they may
     # still be in the log, so their effects are neither required nor counted.

@@ -239,7 +239,7 @@ class ServiceStack:
                     await self._restart_locked(name)
 
     async def _probe(self, client: httpx.AsyncClient, name: str) -> str | None:
-        """Return None if /healthz answers 200 within the probe timeout, else what went wrong."""
+        """Return None if /healthz returns 200 within the probe timeout, else the error or status."""
         try:
             response = await client.get(
                 f"http://127.0.0.1:{self.specs[name].port}/healthz", timeout=LIVENESS_TIMEOUT_S

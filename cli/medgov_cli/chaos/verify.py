@@ -36,7 +36,7 @@ class EffectQuery:
 
     event_type: str
     service: str
-    what: str
+    rows: str  # description of the counted rows, shown in the report
     sql: str
 
 
@@ -44,12 +44,12 @@ EFFECT_QUERIES = (
     EffectQuery(
         RegisterDataset.event_type, "catalog", "dataset versions",
         "SELECT dataset_id, count(*) FROM dataset_versions "
-        "JOIN unnest($1::text[]) AS wanted(dataset_id) USING (dataset_id) GROUP BY 1",
+        "JOIN unnest($1::text[]) AS keys(dataset_id) USING (dataset_id) GROUP BY 1",
     ),
     EffectQuery(
         RecordConsent.event_type, "consent", "consent records",
         "SELECT subject, consent_id, count(*) FROM consents "
-        "JOIN unnest($1::text[], $2::text[]) AS wanted(subject, consent_id) USING (subject, consent_id) GROUP BY 1, 2",
+        "JOIN unnest($1::text[], $2::text[]) AS keys(subject, consent_id) USING (subject, consent_id) GROUP BY 1, 2",
     ),
     EffectQuery(
         # A revocation that arrived before its consent is parked, and applied
@@ -57,7 +57,7 @@ EFFECT_QUERIES = (
         RevokeConsent.event_type, "consent", "revocations (applied or parked)",
         "SELECT subject, consent_id, count(*) FROM ("
         "SELECT subject, consent_id FROM revocations UNION ALL SELECT subject, consent_id FROM parked_revocations"
-        ") AS recorded JOIN unnest($1::text[], $2::text[]) AS wanted(subject, consent_id) USING (subject, consent_id) "
+        ") AS recorded JOIN unnest($1::text[], $2::text[]) AS keys(subject, consent_id) USING (subject, consent_id) "
         "GROUP BY 1, 2",
     ),
     EffectQuery(
@@ -66,7 +66,7 @@ EFFECT_QUERIES = (
         # makes a repeated submission emit nothing.
         SubmitApplication.event_type, "review", "first-submission events",
         "SELECT application_id, count(*) FROM application_events "
-        "JOIN unnest($1::text[]) AS wanted(application_id) USING (application_id) "
+        "JOIN unnest($1::text[]) AS keys(application_id) USING (application_id) "
         "WHERE event_type IN ('ApplicationSubmitted', 'RevisionRequested') GROUP BY 1",
     ),
 )
@@ -90,7 +90,7 @@ class CheckResult:
     """One line of the verification table, with up to EXAMPLES_SHOWN examples of what is missing or doubled."""
 
     store: str
-    what: str
+    event: str  # the command type, or the producing service of the events counted
     expected: int
     found: int = 0
     missing_count: int = 0
@@ -105,6 +105,8 @@ class CheckResult:
 
 @dataclass
 class Verification:
+    """Outcome of all checks: the table lines and the totals of the summary line."""
+
     checks: list[CheckResult] = field(default_factory=list)
     lost_events: set[uuid.UUID] = field(default_factory=set)
     lost_deliveries: int = 0
@@ -129,8 +131,10 @@ class Verification:
 async def verify(ledger: Ledger, specs: dict[str, ServiceSpec]) -> Verification:
     """Run every check against the services' databases (the services may still run)."""
     result = Verification()
-    connections = {name: await asyncpg.connect(spec.database_url) for name, spec in specs.items()}
+    connections: dict[str, asyncpg.Connection] = {}
     try:
+        for name, spec in specs.items():
+            connections[name] = await asyncpg.connect(spec.database_url)
         await _check_inbound_inboxes(result, ledger, specs, connections)
         await _check_effects(result, ledger, connections)
         await _check_deliveries(result, specs, connections)
@@ -143,10 +147,12 @@ async def verify(ledger: Ledger, specs: dict[str, ServiceSpec]) -> Verification:
     return result
 
 
-async def _present_ids(connection: asyncpg.Connection, table: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    if table == "inbox":
-        rows = await connection.fetch("SELECT event_id FROM inbox WHERE event_id = ANY($1::uuid[])", list(ids))
-        return {row["event_id"] for row in rows}
+async def _ids_in_inbox(connection: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await connection.fetch("SELECT event_id FROM inbox WHERE event_id = ANY($1::uuid[])", list(ids))
+    return {row["event_id"] for row in rows}
+
+
+async def _ids_dead_lettered(connection: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     # dead_letters.event_id is text, because a record that is not a CloudEvent has no id.
     rows = await connection.fetch(
         "SELECT DISTINCT event_id FROM dead_letters WHERE event_id = ANY($1::text[])", [str(item) for item in ids]
@@ -163,13 +169,13 @@ async def _check_inbound_inboxes(
         for event_type in sorted({item.event_type for item in ledger.accepted} & spec.handled_types):
             events = ledger.accepted_of_type(event_type)
             ids = [item.event_id for item in events]
-            present = await _present_ids(connections[spec.name], "inbox", ids)
-            dead = await _present_ids(connections[spec.name], "dead_letters", ids)
+            present = await _ids_in_inbox(connections[spec.name], ids)
+            dead = await _ids_dead_lettered(connections[spec.name], ids)
             missing = [item for item in events if item.event_id not in present]
             result.dead_lettered_commands += sum(1 for item in missing if item.event_id in dead)
             result.lost_events.update(item.event_id for item in missing)
             result.checks.append(CheckResult(
-                store=f"{spec.name} inbox", what=event_type, expected=len(events), found=len(present),
+                store=f"{spec.name} inbox", event=event_type, expected=len(events), found=len(present),
                 missing_count=len(missing), missing=[_describe(item, dead) for item in missing[:EXAMPLES_SHOWN]],
             ))
 
@@ -186,7 +192,7 @@ async def _check_effects(result: Verification, ledger: Ledger, connections: dict
         columns = [list(column) for column in zip(*(item.key for item in events), strict=True)]
         rows = await connections[query.service].fetch(query.sql, *columns)
         counts = {tuple(row[:-1]): row[-1] for row in rows}
-        check = CheckResult(store=f"{query.service} {query.what}", what=query.event_type, expected=len(events))
+        check = CheckResult(store=f"{query.service} {query.rows}", event=query.event_type, expected=len(events))
         for event in events:
             count = counts.get(event.key, 0)
             if count == 0:
@@ -218,12 +224,12 @@ async def _check_deliveries(
             if not expected:
                 continue
             ids = [row["event_id"] for row in expected]
-            present = await _present_ids(connections[consumer.name], "inbox", ids)
-            present |= await _present_ids(connections[consumer.name], "dead_letters", ids)
+            present = await _ids_in_inbox(connections[consumer.name], ids)
+            present |= await _ids_dead_lettered(connections[consumer.name], ids)
             missing = [row for row in expected if row["event_id"] not in present]
             result.lost_deliveries += len(missing)
             result.checks.append(CheckResult(
-                store=f"{consumer.name} inbox", what=f"events from {producer}", expected=len(expected),
+                store=f"{consumer.name} inbox", event=f"events from {producer}", expected=len(expected),
                 found=len(expected) - len(missing), missing_count=len(missing),
                 missing=[f"{row['event_type']} {row['event_id']}" for row in missing[:EXAMPLES_SHOWN]],
             ))
@@ -234,7 +240,7 @@ async def _check_subsidies(result: Verification, connection: asyncpg.Connection)
     doubled = [row for row in rows if row["n"] > 1]
     result.duplicated += len(doubled)
     result.checks.append(CheckResult(
-        store="grants subsidy awards", what="DatasetPublished", expected=len(rows), found=len(rows),
+        store="grants subsidy awards", event="DatasetPublished", expected=len(rows), found=len(rows),
         doubled_count=len(doubled), doubled=[f"{row['dataset_award']} x{row['n']}" for row in doubled[:EXAMPLES_SHOWN]],
     ))
 
@@ -246,7 +252,7 @@ async def _check_outboxes(result: Verification, connections: dict[str, asyncpg.C
         )
         result.undrained[name] = row["unsent"]
         result.checks.append(CheckResult(
-            store=f"{name} outbox", what="sent to Kafka", expected=row["total"], found=row["total"] - row["unsent"],
+            store=f"{name} outbox", event="sent to Kafka", expected=row["total"], found=row["total"] - row["unsent"],
             missing_count=row["unsent"],
         ))
 

@@ -132,10 +132,10 @@ def dataset_files(sample_data: Path) -> list[str]:
 class Workload:
     """Builds the commands of one run from a seed.
 
-    Each kind of choice draws from its own generator, so the sequence of
-    command types and every dataset registration (ids, files, subjects) are
-    the same for a given seed, although which consent a revocation picks
-    depends on when the broker acknowledged the consents. Ids carry the seed
+    Each kind of choice draws from its own generator. So for a given seed the
+    sequence of command types and every dataset registration (ids, files,
+    subjects) are the same. Which consent a revocation picks depends on when
+    the broker acknowledged the consents. Ids carry the seed
     and a counter ("ds-knuh-chaos-s7-12"). Below a million commands no id
     has the 6+7 digits of a resident registration number, which the
     contracts reject.
