@@ -11,6 +11,7 @@ dataset id, so consumers see them in this order):
 """
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -106,8 +107,9 @@ class RegisteredVersion:
 
 def flag_id(dataset_id: str, version: int, rule: str) -> str:
     """Return the same flag id whenever the same version breaks the same rule, so replays add no flags."""
-    digest = hashlib.sha256(f"{dataset_id}\x1f{version}\x1f{rule}".encode()).hexdigest()[:24]
-    return f"flag-{digest}"
+    # UUID form: a bare run of hex digits can look like a resident registration
+    # number, which the contracts' personal-data guard rejects.
+    return f"flag-{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:medgov:flag:{dataset_id}|{version}|{rule}')}"
 
 
 def check_command(command: RegisterDataset, history: DatasetHistory | None) -> None:
