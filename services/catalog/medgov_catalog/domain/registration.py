@@ -10,7 +10,6 @@ dataset id, so consumers see them in this order):
    membership must not spread.
 """
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
