@@ -1,6 +1,7 @@
 """Event contracts: registry coverage, generated docs, compatibility and personal-data guards."""
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,6 +122,20 @@ def test_rrn_rejected_with_field_name():
     assert "resident registration number" in str(error.value)
 
 
+@pytest.mark.parametrize("text", ["환자8501012345678", "RRN: 850101-2345678", "(850101 2345678)", "850101-2345678"])
+def test_rrn_beside_hangul_or_punctuation_matches(text):
+    assert RRN_PATTERN.search(text)
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    ["f3a9850101234567800c1e2d4b6a7f90", "flag-e8501012345678a", "0850101234567", "8501012345678b"],
+)
+def test_digits_inside_hex_ids_are_not_an_rrn(identifier):
+    assert not RRN_PATTERN.search(identifier)
+    assert ConsentRevoked.model_validate(revoked(consent_id=identifier)).consent_id == identifier
+
+
 def test_rrn_in_nested_field_rejected():
     data = {
         "institution_id": "knuh", "dataset_id": "ds-1", "files": ["a.json"], "subjects": [],
@@ -229,13 +244,13 @@ def test_inbound_topic_institution(topic, institution):
     assert institution_of_inbound_topic(topic) == institution
 
 
-def test_pseudonym_with_rrn_shaped_digits_accepted():
-    # About one digest in 2,000 holds a 13-digit run that matches the RRN pattern.
+def test_pseudonyms_accepted_even_with_long_digit_runs():
+    # About one digest in 2,000 holds a run of 13 digits shaped like an RRN.
     subjects = [pseudonymize(f"MRN{index:07d}", region="daegu", key=b"k" * 32) for index in range(3000)]
-    shaped = [subject for subject in subjects if RRN_PATTERN.search(subject)]
+    digit_runs = [subject for subject in subjects if re.search(r"\d{13}", subject)]
 
-    assert shaped, "expected at least one pseudonym whose digest looks like an RRN"
-    for subject in shaped:
+    assert digit_runs, "expected at least one pseudonym whose digest holds 13 digits in a row"
+    for subject in subjects:
         assert ConsentRevoked.model_validate(revoked(subject=subject)).subject == subject
 
 

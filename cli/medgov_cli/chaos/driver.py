@@ -124,7 +124,7 @@ class ChaosReport:
 
 
 class AppliedCounter:
-    """Count of the inbound commands the services have applied (inbox rows from inbound topics), polled from their databases."""
+    """Count of the inbound commands the services have applied, polled from their inbox tables."""
 
     def __init__(self, database_urls: list[str]) -> None:
         self.database_urls = database_urls
@@ -216,8 +216,10 @@ async def run(config: ChaosConfig, infrastructure: ChaosInfrastructure, console:
         console=console, disable=not config.show_progress,
     )
     state = _Run(started, config, infrastructure, report, progress, stack, workload)
-    faults = plan_faults(random.Random(f"{seed}:faults"), events=config.events, kills=config.kills, kafka_restarts=config.kafka_restarts,
-                         postgres_restarts=config.postgres_restarts)
+    faults = plan_faults(
+        random.Random(f"{seed}:faults"), events=config.events, kills=config.kills,
+        kafka_restarts=config.kafka_restarts, postgres_restarts=config.postgres_restarts,
+    )
     console.print(f"chaos run {run_id}: seed {seed}, {config.events} events, {len(faults)} faults; "
                   f"service logs in {config.log_dir}")
 

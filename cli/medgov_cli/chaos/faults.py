@@ -33,7 +33,9 @@ class Fault:
         return "restart Kafka" if self.kind is FaultKind.KAFKA_RESTART else "restart PostgreSQL"
 
 
-def plan_faults(rng: random.Random, *, events: int, kills: int, kafka_restarts: int, postgres_restarts: int) -> list[Fault]:
+def plan_faults(
+    rng: random.Random, *, events: int, kills: int, kafka_restarts: int, postgres_restarts: int
+) -> list[Fault]:
     """Return the faults in firing order; kills target a random service each."""
     kinds = [FaultKind.KILL] * kills + [FaultKind.KAFKA_RESTART] * kafka_restarts
     kinds += [FaultKind.POSTGRES_RESTART] * postgres_restarts

@@ -113,7 +113,9 @@ def load_consent_samples(sample_data: Path) -> list[dict[str, Any]]:
             continue
         usable.append(resource)
     if not usable:
-        raise RuntimeError(f"no FHIR Consent example under {sample_data / CONSENT_FOLDER} is readable by the consent service")
+        raise RuntimeError(
+            f"no FHIR Consent example under {sample_data / CONSENT_FOLDER} is readable by the consent service"
+        )
     return usable
 
 
@@ -125,7 +127,9 @@ def dataset_files(sample_data: Path) -> list[str]:
             if path.is_file() and path.stat().st_size <= MAX_DATASET_FILE_BYTES:
                 found.add(path.relative_to(sample_data).as_posix())
     if not found:
-        raise RuntimeError(f"no sample files found under {sample_data}; set MEDGOV_SAMPLE_DATA to the shared data folder")
+        raise RuntimeError(
+            f"no sample files found under {sample_data}; set MEDGOV_SAMPLE_DATA to the shared data folder"
+        )
     return sorted(found)
 
 
@@ -189,7 +193,8 @@ class Workload:
     def acknowledge(self, command: Command) -> None:
         """Remember a consent the broker acknowledged, so a later command may revoke it."""
         if isinstance(command.payload, RecordConsent) and command.local_patient_id is not None:
-            self._revocable.append(RecordedConsent(command.institution, command.local_patient_id, command.payload.consent_id))
+            recorded = RecordedConsent(command.institution, command.local_patient_id, command.payload.consent_id)
+            self._revocable.append(recorded)
 
     # -- builders ------------------------------------------------------------------
 

@@ -17,9 +17,12 @@ from medgov_shared.contracts.pseudonym import is_pseudonym
 
 # An RRN is YYMMDD-GNNNNNN where G (1-8) encodes century and sex; the hyphen is
 # often dropped. Requiring a plausible month and day keeps order numbers and
-# timestamps from matching.
+# timestamps from matching. The number must not touch a Latin letter or digit
+# on either side: a hex id or digest (a UUID without hyphens, a SHA-256) often
+# holds 13 digits in a row, while an RRN in text stands apart from them
+# (Hangul next to it still matches).
 RRN_PATTERN = re.compile(
-    r"(?<!\d)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])[-\s]?[1-8]\d{6}(?!\d)"
+    r"(?<![0-9A-Za-z])\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])[-\s]?[1-8]\d{6}(?![0-9A-Za-z])"
 )
 
 # Field names that only ever hold a raw identifier of a patient. Payloads
