@@ -7,10 +7,15 @@ then gets its share of that total.
 """
 
 import os
+from collections import Counter
 
 from hypothesis import HealthCheck, settings
 
 ENV_VAR = "MEDGOV_FUZZ_EXAMPLES"
+
+# Cases actually run in this session, per kind, including hypothesis's shrinking and replays; conftest.py
+# prints them at the end of the run.
+CASES_RUN: Counter[str] = Counter()
 
 
 def requested_total() -> int | None:

@@ -10,6 +10,7 @@ import pytest
 from medgov_shared.testing.fixtures import database_url_for
 from medgov_shared.testing.services import http_client, running, unique_name
 
+from .budget import CASES_RUN
 from .http_strategies import use_sample_data
 from .services import build
 
@@ -18,6 +19,12 @@ def pytest_configure(config):  # type: ignore[no-untyped-def]
     config.addinivalue_line(
         "markers", "fuzz: property-based fuzzing; MEDGOV_FUZZ_EXAMPLES sets the total examples of a dedicated run"
     )
+
+
+def pytest_terminal_summary(terminalreporter):  # type: ignore[no-untyped-def]
+    if CASES_RUN:
+        counts = ", ".join(f"{kind} {count}" for kind, count in sorted(CASES_RUN.items()))
+        terminalreporter.write_line(f"fuzz cases run: {counts}, total {sum(CASES_RUN.values())}")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from medgov_consent.main import build_service
 from medgov_consent.settings import ConsentSettings
 
 from .broker import create_topic, publish, sentinel
-from .budget import examples_for
+from .budget import CASES_RUN, examples_for
 from .event_strategies import FuzzRecord, malformed_records
 from .parsing import CONSUMER, consumer_record
 
@@ -91,6 +91,7 @@ async def test_malformed_records_through_running_service(infra, settings_factory
     await create_topic(bootstrap, topic)
     await publish(bootstrap, topic, [record.value for record in sample] + [sentinel(institution)])
     sentinel_offset = len(sample)
+    CASES_RUN["records through the broker"] += len(sample)
 
     settings_ = settings_factory(ConsentSettings, kafka_group_id=unique_name("fuzz-consent"), create_topics=True)
     service = build_service(settings_, consumes=[topic], consume_inbound=False)

@@ -4,13 +4,13 @@ For each access grant, the review service stores the purpose (DUO codes and
 text), the dataset (the items), the data environment (how the data is used),
 the grantee (the recipient) and the period (starts_at, expires_at, ended_at).
 It keeps them in its tables and as the AccessGranted event in the
-application's history. The catalog keeps what each dataset version holds (resource types,
-modalities, counts). These tests check that an approved application leaves
-all of that in the owning service's database, and that no service deletes
-those records.
+application's history. The catalog keeps what each dataset version contains
+(resource types, modalities, counts). These tests check that an approved
+application leaves all of that in the owning service's database, and that no
+service deletes those records.
 
 NOTE: nothing records when a recipient destroyed the data, so "kept at least
-three years after destruction" cannot be computed yet; docs/security.md
+three years after destruction" cannot be computed yet. docs/security.md
 describes the gap and a proposal.
 """
 

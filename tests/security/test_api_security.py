@@ -580,7 +580,7 @@ async def test_fund_award_needs_fund_admin(stack: Stack) -> None:
     assert submitted.status_code == 201, submitted.text
     award = {"amount_krw": 50_000_000, "tranches": [{"deliverable": "Release 1", "amount_krw": 50_000_000}]}
 
-    refused = {
+    rejected_awards = {
         role: await client.post(f"/tool-grants/applications/{application_id}/award", json=award,
                                 headers=stack.headers(role, institution="vendor-medvision"))
         for role in sorted(ROLES - {"fund_admin"})
@@ -597,7 +597,7 @@ async def test_fund_award_needs_fund_admin(stack: Stack) -> None:
     )
     state = await client.get(f"/tool-grants/applications/{application_id}", headers=stack.headers("fund_admin"))
 
-    for role, response in refused.items():
+    for role, response in rejected_awards.items():
         assert response.status_code == 403, (role, response.text)
         assert response.json()["detail"] == "this action needs one of the roles ['fund_admin']"
     assert allocation.status_code == 403
