@@ -396,18 +396,16 @@ def test_service_environment_follows_conventions(service, rendered):
     }
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("service", SERVICES)
-def test_pseudonym_key_only_for_consent_and_catalog(service, rendered):
-    resources = rendered["prod"]
+def test_no_service_gets_pseudonym_key(service, overlay, rendered):
+    resources = rendered[overlay]
     _, container = container_of(resources, service)
 
     variables = environment(resources, container)
 
-    name = f"MEDGOV_{service.upper()}_PSEUDONYM_KEY"
-    if service in ("consent", "catalog"):
-        assert variables[name] == {"secret": ("medgov-pseudonym", "key")}
-    else:
-        assert name not in variables
+    assert f"MEDGOV_{service.upper()}_PSEUDONYM_KEY" not in variables
+    assert ("medgov-pseudonym", "key") not in [value.get("secret") for value in variables.values()]
 
 
 @pytest.mark.parametrize("service", SERVICES)

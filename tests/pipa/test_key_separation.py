@@ -197,17 +197,7 @@ def secret_references(manifest: Path) -> set[str]:
     return names
 
 
-POD_KEY_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="gap: deploy/k8s/base/services/catalog.yaml and consent.yaml give the pods the region's pseudonym "
-    "HMAC key (Secret medgov-pseudonym as MEDGOV_<SERVICE>_PSEUDONYM_KEY), which neither service's settings read",
-)
-
-
-@pytest.mark.parametrize(
-    "service",
-    ["review", "grants", pytest.param("catalog", marks=POD_KEY_GAP), pytest.param("consent", marks=POD_KEY_GAP)],
-)
+@pytest.mark.parametrize("service", ["review", "grants", "catalog", "consent"])
 def test_service_pods_get_no_pseudonym_key(service: str) -> None:
     manifest = REPO_ROOT / "deploy" / "k8s" / "base" / "services" / f"{service}.yaml"
 
