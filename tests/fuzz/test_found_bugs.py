@@ -190,20 +190,12 @@ async def test_nul_in_search_text_rejected(service_clients, jwt_secret) -> None:
     assert_specific_client_error(response)
 
 
+# Once 500: POST /applications stored the application as jsonb, which rejects \u0000
+# (UntranslatableCharacterError).
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "field",
-    [
-        pytest.param(
-            "title",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: POST /applications stores the application as jsonb, which rejects \\u0000 "
-                "(UntranslatableCharacterError), so the request answers 500 instead of naming the field",
-            ),
-        ),
-        "idempotency_key",
-    ],
+    ["title", "idempotency_key", "principal_investigator", "purpose_text", "irb_document_ref"],
 )
 async def test_nul_in_submission_text_rejected(field, service_clients, jwt_secret) -> None:  # type: ignore[no-untyped-def]
     client = await service_clients("review")
@@ -270,12 +262,9 @@ async def test_rrn_in_dataset_title_rejected(service_clients, jwt_secret, sample
     assert_specific_client_error(response)
 
 
+# Once 400: the upload walked up from the missing institution folder to the staging root, which lies
+# outside the area, and returned 'leads outside the staging area'.
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: catalog api._upload_destination walks up from a missing institution folder to the staging root, "
-    "finds it outside the area and answers 400 'leads outside the staging area' for a hospital's first upload",
-)
 async def test_first_upload_creates_staging_area(service_clients, jwt_secret) -> None:  # type: ignore[no-untyped-def]
     client = await service_clients("catalog")
     headers = all_roles_headers(jwt_secret, institution="dsmc")

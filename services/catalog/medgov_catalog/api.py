@@ -23,7 +23,7 @@ from medgov_catalog.domain.dataset import DatasetRuleViolation, VersionStatus
 from medgov_catalog.domain.files import LimitedFileWriter, StoredFile
 from medgov_catalog.domain.registration import RegisteredVersion, RegistrationRejected
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
-from medgov_catalog.domain.staging import resolve_inside
+from medgov_catalog.domain.staging import create_parent_folders, resolve_inside
 from medgov_catalog.search import SearchQuery, search
 from medgov_catalog.settings import CatalogSettings
 
@@ -78,7 +78,10 @@ def build_router() -> APIRouter:
                 status.HTTP_413_CONTENT_TOO_LARGE,
                 f"'{path}' has {declared} bytes, more than the limit of {settings.max_file_bytes} bytes",
             )
-        area = settings.staging.area_of(_institution_of(principal))
+        try:
+            area = settings.staging.create_area_of(_institution_of(principal))
+        except FileRejected as error:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
         destination = _upload_destination(area, path)
         stored = await _receive(request, destination, settings.max_file_bytes, path)
         return {"path": path, "size_bytes": stored.size_bytes, "sha256": stored.sha256}
@@ -267,7 +270,7 @@ def _upload_destination(area: Path, relative: str) -> Path:
     # area through a symbolic link.
     if not existing.resolve().is_relative_to(area):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{relative}' leads outside the staging area")
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    create_parent_folders(area, destination)
     return destination
 
 

@@ -9,6 +9,7 @@ directly or through a symbolic link, is rejected.
 """
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,6 +17,13 @@ from pathlib import Path, PurePosixPath
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
 
 _MAX_RELATIVE_PATH_CHARS = 1024
+
+# Folders created for uploads are private to the service's user, because
+# staged files hold patient data before the PIPA scan has run.
+FOLDER_MODE = 0o700
+
+# An institution id becomes one folder name, so it may hold no separator and cannot be '.' or '..'.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,38 @@ class StagingArea:
     def resolve(self, institution_id: str, relative: str) -> Path:
         """Return the real path of a staged regular file, or raise FileRejected."""
         return resolve_inside(self.area_of(institution_id), relative)
+
+    def create_area_of(self, institution_id: str) -> Path:
+        """Return the institution's area, creating its folder with FOLDER_MODE if it does not exist yet."""
+        if not self.per_institution:
+            return self.area_of(institution_id)
+        if not _FOLDER_NAME.fullmatch(institution_id):
+            raise FileRejected(
+                RejectionReason.INVALID_PATH,
+                f"institution id {institution_id!r} cannot name a staging folder; expected letters, digits, '.', '_' or '-'",
+            )
+        try:
+            (self.root / institution_id).mkdir(mode=FOLDER_MODE)
+        except FileExistsError:
+            pass
+        area = self.area_of(institution_id)
+        if not area.is_dir():
+            raise FileRejected(RejectionReason.INVALID_PATH, f"the staging area of {institution_id} is not a folder")
+        return area
+
+
+def create_parent_folders(area: Path, destination: Path) -> None:
+    """Create the missing folders between `area` and `destination`, each with FOLDER_MODE.
+
+    The caller has checked that the deepest existing folder lies inside `area`.
+    """
+    missing = []
+    folder = destination.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
 
 
 def resolve_inside(area: Path, relative: str) -> Path:

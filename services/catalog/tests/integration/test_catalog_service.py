@@ -137,6 +137,22 @@ async def test_upload_register_search_and_report(infra, topics, catalog_settings
     assert escape.status_code in (400, 404)
 
 
+async def test_first_upload_creates_private_area(topics, catalog_settings, token, tmp_path):
+    institution = topics.institution
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=institution)
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        first = await client.put("/staging/ct/series-1/first.ndjson", content=b'{"resourceType": "Patient"}\n',
+                                 headers=hospital)
+
+    assert first.status_code == 201, first.text
+    area = tmp_path / institution
+    assert (area / "ct" / "series-1" / "first.ndjson").read_bytes() == b'{"resourceType": "Patient"}\n'
+    assert area.stat().st_mode & 0o777 == 0o700
+    assert (area / "ct").stat().st_mode & 0o777 == 0o700
+
+
 async def test_oversized_upload_rejected_and_removed(topics, catalog_settings, token, tmp_path):
     institution = topics.institution
     (tmp_path / institution).mkdir()

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
-from medgov_catalog.domain.staging import StagingArea, resolve_inside
+from medgov_catalog.domain.staging import StagingArea, create_parent_folders, resolve_inside
 
 
 @pytest.fixture
@@ -86,3 +86,51 @@ def test_message_names_path(area):
         resolve_inside(area.resolve(), "knuh/ct/nothing.dcm")
 
     assert "knuh/ct/nothing.dcm" in raised.value.detail
+
+
+def test_create_area_makes_private_folder(tmp_path):
+    staging = StagingArea(tmp_path)
+
+    area = staging.create_area_of("dsmc")
+
+    assert area == (tmp_path / "dsmc").resolve()
+    assert area.is_dir()
+    assert area.stat().st_mode & 0o777 == 0o700
+
+
+def test_create_area_keeps_existing_folder(area):
+    staging = StagingArea(area)
+
+    created = staging.create_area_of("knuh")
+
+    assert created == (area / "knuh").resolve()
+    assert (created / "ct" / "a.dcm").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("institution_id", ["..", ".", "a/b", "../outside", "", "x\x00"])
+def test_create_area_rejects_unsafe_institution(tmp_path, institution_id):
+    staging = StagingArea(tmp_path / "staging")
+    (tmp_path / "staging").mkdir()
+
+    assert _reason(staging.create_area_of, institution_id) is RejectionReason.INVALID_PATH
+    assert [path.name for path in tmp_path.iterdir()] == ["staging"]
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_create_area_shared_layout_creates_nothing(tmp_path):
+    staging = StagingArea(tmp_path, per_institution=False)
+
+    area = staging.create_area_of("dsmc")
+
+    assert area == tmp_path.resolve()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parent_folders_are_private(tmp_path):
+    area = tmp_path / "knuh"
+    area.mkdir()
+
+    create_parent_folders(area, area / "ct" / "series-1" / "a.dcm")
+
+    assert (area / "ct").stat().st_mode & 0o777 == 0o700
+    assert (area / "ct" / "series-1").stat().st_mode & 0o777 == 0o700
