@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from medgov_shared.contracts.types import Board, DataEnvironment, DuoCode, EntityId, Region, Vote
 from medgov_shared.service import Service
@@ -39,6 +39,16 @@ _TEXT = 5000
 _LINES = 50
 
 
+def _reject_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000, so the field is rejected here instead of failing the insert.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (U+0000), which cannot be stored; remove it")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_reject_nul)]
+
+
 class ReviewErrorRoute(APIRoute):
     """A route that turns a domain ReviewError into an HTTP error with the error's code and details."""
 
@@ -63,18 +73,18 @@ class SubmissionRequest(_Body):
     """A data-access application; every field but the ids may be missing, and screening lists what is."""
 
     application_id: EntityId = Field(description="Id chosen by the applicant.", examples=["app-2026-0001"])
-    idempotency_key: str = Field(
+    idempotency_key: Text = Field(
         min_length=1, max_length=200, description="Repeating a key returns the first result.", examples=["sub-7f1c"]
     )
-    principal_investigator: str | None = Field(default=None, max_length=200, examples=["Dr. Kim"])
-    title: str | None = Field(default=None, max_length=500, examples=["Chest CT nodule detection"])
-    purpose_text: str | None = Field(default=None, max_length=_TEXT, examples=["Train a nodule detector"])
+    principal_investigator: Text | None = Field(default=None, max_length=200, examples=["Dr. Kim"])
+    title: Text | None = Field(default=None, max_length=500, examples=["Chest CT nodule detection"])
+    purpose_text: Text | None = Field(default=None, max_length=_TEXT, examples=["Train a nodule detector"])
     purpose_codes: list[DuoCode] = Field(default_factory=list, max_length=_LINES, examples=[["HMB"]])
     dataset_ids: list[EntityId] = Field(default_factory=list, max_length=_LINES, examples=[["ds-knuh-ct-0001"]])
     requested_start: date | None = Field(default=None, examples=["2027-01-01"])
     requested_end: date | None = Field(default=None, examples=["2027-12-31"])
     data_environment: DataEnvironment | None = Field(default=None, examples=["secure_enclave"])
-    irb_document_ref: str | None = Field(default=None, max_length=500, examples=["irb://knuh/2026-113"])
+    irb_document_ref: Text | None = Field(default=None, max_length=500, examples=["irb://knuh/2026-113"])
 
     def draft(self, applicant_institution: str) -> ApplicationDraft:
         return ApplicationDraft(
@@ -94,16 +104,16 @@ class SubmissionRequest(_Body):
 class VoteRequest(_Body):
     board: Board = Field(description="Board the member votes for; the token needs that board's reviewer role.")
     vote: Vote
-    comments: list[Annotated[str, Field(max_length=_TEXT)]] = Field(
+    comments: list[Annotated[Text, Field(max_length=_TEXT)]] = Field(
         default_factory=list, max_length=_LINES, description="Reasons; required for reject and revise."
     )
-    conditions: list[Annotated[str, Field(max_length=_TEXT)]] = Field(
+    conditions: list[Annotated[Text, Field(max_length=_TEXT)]] = Field(
         default_factory=list, max_length=_LINES, description="Conditions of an approval."
     )
 
 
 class RevocationRequest(_Body):
-    reason: str = Field(min_length=1, max_length=_TEXT, examples=["Breach of conditions"])
+    reason: Text = Field(min_length=1, max_length=_TEXT, examples=["Breach of conditions"])
 
 
 def build_router(review: ReviewService) -> APIRouter:
