@@ -116,15 +116,20 @@ def test_subject_admission_by_legal_basis(decision: Decision | None, legal_basis
     assert outcome.admits(legal_basis) is admitted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the contracts' DuoCode accepts any 'DUO:<7 digits>' id, the review service passes it on in "
-    "AccessGranted, but consent's duo.normalize raises UnknownDuoCode for ids it does not list",
-)
 def test_contract_valid_duo_id_is_understood_by_consent() -> None:
     purposes = duo.requested_purposes(("HMB", "DUO:0000001"))
 
-    assert purposes == frozenset({"HMB"})
+    # The contracts' DuoCode admits any DUO id. Consent keeps an id it does not list as a purpose of the grant.
+    assert purposes == frozenset({"HMB", "DUO:0000001"})
+
+
+def test_unlisted_duo_id_needs_unrestricted_consent() -> None:
+    requested = duo.requested_purposes(("HMB", "DUO:0000001"))
+
+    assert duo.PurposeCondition(purposes=frozenset({"HMB"})).permits(requested, for_profit=False) is False
+    assert duo.PurposeCondition(purposes=frozenset({"GRU"})).permits(requested, for_profit=False) is False
+    assert duo.PurposeCondition(purposes=None).permits(requested, for_profit=False) is True
+    assert duo.PurposeCondition(purposes=frozenset({"POA"})).denies(requested) is True
 
 
 # -- end to end on the consent service ------------------------------------------------------------
@@ -176,15 +181,11 @@ async def test_consent_basis_grant_lists_unconsented(consent_service, jwt_secret
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an AccessGranted whose purpose_codes hold a DUO id unknown to consent's duo.normalize fails the "
-    "consent handler on every attempt and is dead-lettered, so revocations never reach that grant",
-)
-async def test_grant_with_unlisted_duo_id_is_projected(consent_service) -> None:  # type: ignore[no-untyped-def]
+async def test_grant_with_unlisted_duo_id_gets_exclusions(consent_service, jwt_secret) -> None:  # type: ignore[no-untyped-def]
     service, topics = consent_service
+    subject = new_subject()
     dataset_id = new_id("ds-duo")
-    await topics.publish(topics.catalog, dataset_events(dataset_id, (new_subject(),), LegalBasis.PSEUDONYMIZED_RESEARCH),
+    await topics.publish(topics.catalog, dataset_events(dataset_id, (subject,), LegalBasis.PSEUDONYMIZED_RESEARCH),
                          source="medgov/catalog")
     await wait_for_dataset_members(service, dataset_id, 1)
     grant = access_granted(dataset_id, ("HMB", "DUO:0000001"))
@@ -198,3 +199,17 @@ async def test_grant_with_unlisted_duo_id_is_projected(consent_service) -> None:
 
     await wait_until(settled, timeout_s=30, message="the grant projected or dead-lettered")
     assert await service.pool.fetchval("SELECT count(*) FROM grants WHERE grant_id = $1", grant.grant_id) == 1
+    assert await service.pool.fetchval("SELECT count(*) FROM dead_letters WHERE topic = $1", topics.review) == 0
+
+    # A revocation scoped to POA cannot tell whether the unlisted purpose overlaps POA, so it reaches the grant.
+    async with http_client(service) as client:
+        revoked = await client.post(
+            "/v1/me/revocations",
+            json={"scope": {"kind": "purposes", "purpose_codes": ["POA"]}, "institution_id": "knuh"},
+            headers=bearer(jwt_secret, "patient", patient_subject=subject),
+        )
+    assert revoked.status_code == 200, revoked.text
+    exclusions = await service.pool.fetchval(
+        "SELECT count(*) FROM exclusions WHERE grant_id = $1 AND subject = $2", grant.grant_id, subject
+    )
+    assert exclusions == 1

@@ -7,8 +7,16 @@ data use modifiers (conditions such as NCU, non-commercial use only).
 The purposes form a hierarchy: NRES covers everything, GRU covers every
 research purpose, HMB covers disease-specific research (DS:<disease>) but not
 population origins or ancestry research (POA).
+
+Grants and dataset terms reach this service from other services, whose
+contracts accept any well-formed DUO id (`DUO:` and seven digits). An id this
+module does not list is kept as it is, as an unlisted code, and read
+conservatively: it may name a purpose that no listed purpose covers, so only
+NRES or a condition without purposes permits it, and every deny or revocation
+with purposes reaches it. Consents themselves must use listed codes.
 """
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -57,6 +65,9 @@ _SHORTHAND_BY_ID = {
 }
 
 
+_DUO_ID = re.compile(r"DUO:\d{7}")
+
+
 class UnknownDuoCode(ValueError):
     """Raised for a code that is neither a DUO shorthand nor a known DUO id."""
 
@@ -83,13 +94,39 @@ def normalize(code: str) -> str:
     raise UnknownDuoCode(f"unknown DUO code {code!r}; expected a shorthand such as GRU or HMB, or an id such as DUO:0000042")
 
 
+def normalize_decided(code: str) -> str:
+    """Return the shorthand of a code from a grant or a dataset's terms, keeping a well-formed unlisted DUO id.
+
+    Review and catalog already decided on these codes, so an id missing from
+    this module is no reason to drop the grant or the terms.
+    """
+    try:
+        return normalize(code)
+    except UnknownDuoCode:
+        text = code.strip().upper().replace("DUO_", "DUO:", 1)
+        if _DUO_ID.fullmatch(text):
+            return text
+        raise
+
+
+def is_unlisted(code: str) -> bool:
+    """Tell whether a normalized code is a DUO id that this module does not list."""
+    return code.startswith("DUO:")
+
+
 def is_purpose(code: str) -> bool:
-    return code.split(":", 1)[0] in PURPOSES
+    """Tell whether a normalized code is a research purpose; an unlisted id counts as one, to be safe."""
+    return is_unlisted(code) or code.split(":", 1)[0] in PURPOSES
 
 
-def split_codes(codes: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
-    """Split normalized codes into (purposes, modifiers)."""
-    normalized = [normalize(code) for code in codes]
+def split_codes(codes: Iterable[str], *, keep_unlisted: bool = False) -> tuple[frozenset[str], frozenset[str]]:
+    """Split codes into normalized (purposes, modifiers).
+
+    Raises UnknownDuoCode for an unlisted DUO id unless `keep_unlisted` is set,
+    as it is for the codes of grants and dataset terms.
+    """
+    read = normalize_decided if keep_unlisted else normalize
+    normalized = [read(code) for code in codes]
     purposes = frozenset(code for code in normalized if is_purpose(code))
     modifiers = frozenset(code for code in normalized if not is_purpose(code))
     return purposes, modifiers
@@ -99,6 +136,8 @@ def covers(permitted: str, requested: str) -> bool:
     """Tell whether research permitted under `permitted` includes research done for `requested`."""
     if permitted == requested or permitted == NO_RESTRICTION:
         return True
+    if is_unlisted(permitted) or is_unlisted(requested):
+        return False
     if permitted == GENERAL_RESEARCH:
         return requested != NO_RESTRICTION
     if permitted == HEALTH_MEDICAL_BIOMEDICAL:
@@ -107,7 +146,9 @@ def covers(permitted: str, requested: str) -> bool:
 
 
 def overlaps(first: str, second: str) -> bool:
-    """Tell whether some research could be done under both purposes."""
+    """Tell whether some research could be done under both purposes; an unlisted id may overlap anything."""
+    if is_unlisted(first) or is_unlisted(second):
+        return True
     return covers(first, second) or covers(second, first)
 
 
@@ -115,9 +156,10 @@ def requested_purposes(codes: Iterable[str]) -> frozenset[str]:
     """Return the research purposes of a request, reading a request that names none as GRU.
 
     A grant that states only modifiers leaves its research topic open, so it
-    is treated as the broadest research purpose.
+    is treated as the broadest research purpose. Unlisted DUO ids are kept as
+    purposes.
     """
-    purposes, _ = split_codes(codes)
+    purposes, _ = split_codes(codes, keep_unlisted=True)
     return purposes or frozenset({GENERAL_RESEARCH})
 
 
@@ -133,7 +175,8 @@ class PurposeCondition:
 
     @classmethod
     def from_codes(cls, codes: Iterable[str]) -> "PurposeCondition":
-        purposes, modifiers = split_codes(codes)
+        """Build the condition of codes already validated, such as a dataset's terms; unlisted DUO ids are kept."""
+        purposes, modifiers = split_codes(codes, keep_unlisted=True)
         return cls(purposes=purposes or None, excludes_for_profit=bool(modifiers & FOR_PROFIT_EXCLUDING_MODIFIERS))
 
     def permits(self, requested: frozenset[str], *, for_profit: bool) -> bool:

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from medgov_consent.domain import duo
 
 PURPOSES = ["NRES", "GRU", "HMB", "POA", "DS", "DS:MONDO_0005148", "DS:MONDO_0004992"]
+# Well-formed DUO ids that duo.py does not list, as grants and dataset terms may carry them.
+UNLISTED = ["DUO:0000001", "DUO:0000999"]
 
 
 @pytest.mark.parametrize(
@@ -76,23 +78,70 @@ def test_obligation_modifiers_do_not_restrict() -> None:
     assert condition.permits(frozenset({"HMB"}), for_profit=True) is True
 
 
-@given(st.sampled_from(PURPOSES))
+@pytest.mark.parametrize("code", ["DUO:0000999", "duo_0000999", " DUO:0000999 "])
+def test_normalize_decided_keeps_unlisted_id(code: str) -> None:
+    assert duo.normalize_decided(code) == "DUO:0000999"
+
+
+@pytest.mark.parametrize("code", ["DUO:123", "XYZ", "", "HMB:cancer"])
+def test_normalize_decided_rejects_malformed(code: str) -> None:
+    with pytest.raises(duo.UnknownDuoCode):
+        duo.normalize_decided(code)
+
+
+def test_split_codes_rejects_unlisted_by_default() -> None:
+    with pytest.raises(duo.UnknownDuoCode, match="DUO:0000999"):
+        duo.split_codes(["HMB", "DUO:0000999"])
+
+
+def test_unlisted_id_counts_as_purpose() -> None:
+    purposes, modifiers = duo.split_codes(["NCU", "DUO:0000999"], keep_unlisted=True)
+
+    assert purposes == frozenset({"DUO:0000999"})
+    assert modifiers == frozenset({"NCU"})
+
+
+@pytest.mark.parametrize(
+    ("permitted", "expected"),
+    [("NRES", True), ("DUO:0000999", True), ("GRU", False), ("HMB", False), ("DUO:0000001", False)],
+)
+def test_only_nres_covers_unlisted(permitted: str, expected: bool) -> None:
+    assert duo.covers(permitted, "DUO:0000999") is expected
+
+
+@pytest.mark.parametrize("denied", ["GRU", "HMB", "POA", "DS:MONDO_0005148", "NRES"])
+def test_every_deny_reaches_unlisted(denied: str) -> None:
+    assert duo.PurposeCondition(purposes=frozenset({denied})).denies(frozenset({"DUO:0000999"}))
+
+
+def test_dataset_terms_keep_unlisted_id() -> None:
+    terms = duo.PurposeCondition.from_codes(["HMB", "DUO:0000999"])
+
+    assert terms.purposes == frozenset({"HMB", "DUO:0000999"})
+    assert terms.permits(frozenset({"HMB"}), for_profit=False) is True
+    assert terms.permits(frozenset({"DUO:0000001"}), for_profit=False) is False
+
+
+@given(st.sampled_from(PURPOSES + UNLISTED))
 def test_covers_reflexive(purpose: str) -> None:
     assert duo.covers(purpose, purpose)
 
 
-@given(st.sampled_from(PURPOSES), st.sampled_from(PURPOSES), st.sampled_from(PURPOSES))
+@given(st.sampled_from(PURPOSES + UNLISTED), st.sampled_from(PURPOSES + UNLISTED), st.sampled_from(PURPOSES + UNLISTED))
 def test_covers_transitive(first: str, second: str, third: str) -> None:
     if duo.covers(first, second) and duo.covers(second, third):
         assert duo.covers(first, third)
 
 
-@given(st.sampled_from(PURPOSES), st.sampled_from(PURPOSES))
+@given(st.sampled_from(PURPOSES + UNLISTED), st.sampled_from(PURPOSES + UNLISTED))
 def test_overlaps_symmetric(first: str, second: str) -> None:
     assert duo.overlaps(first, second) == duo.overlaps(second, first)
 
 
-@given(st.frozensets(st.sampled_from(PURPOSES), min_size=1), st.frozensets(st.sampled_from(PURPOSES), min_size=1))
+@given(
+    st.frozensets(st.sampled_from(PURPOSES + UNLISTED), min_size=1),
+    st.frozensets(st.sampled_from(PURPOSES + UNLISTED), min_size=1),
+)
 def test_permit_implies_deny_reach(condition_purposes: frozenset[str], requested: frozenset[str]) -> None:
     condition = duo.PurposeCondition(purposes=condition_purposes)
 
@@ -101,9 +150,9 @@ def test_permit_implies_deny_reach(condition_purposes: frozenset[str], requested
 
 
 @given(
-    st.one_of(st.none(), st.frozensets(st.sampled_from(PURPOSES), min_size=1)),
-    st.one_of(st.none(), st.frozensets(st.sampled_from(PURPOSES), min_size=1)),
-    st.sampled_from(PURPOSES),
+    st.one_of(st.none(), st.frozensets(st.sampled_from(PURPOSES + UNLISTED), min_size=1)),
+    st.one_of(st.none(), st.frozensets(st.sampled_from(PURPOSES + UNLISTED), min_size=1)),
+    st.sampled_from(PURPOSES + UNLISTED),
 )
 def test_intersect_is_meet(first: frozenset[str] | None, second: frozenset[str] | None, requested: str) -> None:
     """A purpose is within the intersection exactly when it is within both sets."""
