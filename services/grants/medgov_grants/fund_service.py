@@ -6,13 +6,18 @@ and service instances are applied one at a time. Each applied input is
 appended to the grant_inputs journal in the same transaction as its postings
 and outgoing events. The in-memory `Fund` is the state after the journal's
 last entry. This process keeps it between inputs, catches up on entries that
-other instances appended, and rebuilds it from the whole journal when it may
-be ahead of the database (a failed input or a rolled-back transaction).
-Pool balances are also kept in account_balances with CHECK (balance_krw >= 0),
-so even a bug in this module cannot commit an overdrawn pool.
+other instances appended, and rebuilds it when it may be ahead of the
+database (a failed input or a rolled-back transaction) or after a restart.
+A rebuild starts from the latest snapshot (see snapshots.py) and replays
+only the entries after it, in a worker thread so that HTTP requests and the
+consumer keep running. Pool balances are also kept in account_balances with
+CHECK (balance_krw >= 0), so even a bug in this module cannot commit an
+overdrawn pool, and a rebuild checks its balances against that table.
 """
 
+import asyncio
 import dataclasses
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +38,8 @@ from medgov_grants.domain.ledger import PendingPayout
 from medgov_grants.domain.policy import FundSplit, GrantsPolicy
 from medgov_grants.domain.tool_grants import Actor, ToolGrantApplication, ToolGrantAward, TrancheTerms
 from medgov_grants.outgoing import outgoing_events
-from medgov_grants.repository import JournalEntry
+from medgov_grants.repository import JournalEntry, StoredSnapshot
+from medgov_grants.snapshots import dump_fund, load_fund, snapshot_format
 
 log = structlog.get_logger(__name__)
 
@@ -96,20 +102,44 @@ def replay_entry(fund: Fund, entry: JournalEntry) -> list[Outcome]:
     return command(fund, entry.body["args"], actor_from_json(entry.body["actor"]), entry.at)
 
 
+def replay_entries(fund: Fund, entries: Sequence[JournalEntry]) -> None:
+    """Apply journal entries in order (called in a worker thread during a rebuild)."""
+    for entry in entries:
+        replay_entry(fund, entry)
+
+
 @dataclass
 class _Cache:
     fund: Fund | None = None
     last_seq: int = 0
     stale: bool = True
+    snapshot_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """Outcome of the latest rebuild: the snapshot it started from (0 for none) and the number of entries it replayed."""
+
+    snapshot_seq: int
+    replayed_entries: int
 
 
 class FundService:
     """The grants state of this process and the only way to change it."""
 
-    def __init__(self, policy: GrantsPolicy, *, region: str, directory: InstitutionDirectory = get_institution) -> None:
+    def __init__(
+        self,
+        policy: GrantsPolicy,
+        *,
+        region: str,
+        directory: InstitutionDirectory = get_institution,
+        snapshot_every: int = 500,
+    ) -> None:
         self.configured_policy = policy
         self.region = region
         self.directory = directory
+        self.snapshot_every = snapshot_every
+        self.last_rebuild: Rebuild | None = None
         self._cache = _Cache()
 
     # Inputs
@@ -161,6 +191,8 @@ class FundService:
         await repository.sync_pending(connection, pending_before, _pending_snapshot(fund))
         for event in outgoing_events(outcomes, directory=self.directory, region=self.region):
             await context.emit(event.payload, event_id=event.event_id, time=event.time)
+        if seq - self._cache.snapshot_seq >= self.snapshot_every:
+            await self._store_snapshot(connection, fund, seq)
         self._cache.last_seq = seq
         self._cache.stale = False
 
@@ -183,19 +215,62 @@ class FundService:
 
     async def _rebuild(self, connection: asyncpg.Connection) -> None:
         policy = await self._policy(connection)
-        self._cache = _Cache(fund=Fund(policy, directory=self.directory))
-        await self._catch_up(connection)
+        self._cache = _Cache()
+        fund, snapshot_seq = await self._restore_snapshot(connection, policy)
+        fund, last_seq, replayed = await self._replay_after(connection, fund, snapshot_seq)
+        mismatch = await _mismatch_with_database(connection, fund)
+        if mismatch is not None and snapshot_seq > 0:
+            # The database's own projection wins over the snapshot: start again from the first entry.
+            log.warning("grants snapshot disagrees with the ledger tables; replaying the whole journal",
+                        snapshot_seq=snapshot_seq, mismatch=mismatch)
+            snapshot_seq = 0
+            fund, last_seq, replayed = await self._replay_after(connection, Fund(policy, directory=self.directory), 0)
+            mismatch = await _mismatch_with_database(connection, fund)
+        if mismatch is not None:
+            raise LedgerInvariantViolated(f"replaying the journal {mismatch}")
 
-        fund = self._cache.fund
-        assert fund is not None
-        stored = await repository.posting_count(connection)
-        if stored != len(fund.ledger.postings):
-            self._cache.stale = True
-            raise LedgerInvariantViolated(
-                f"replaying the journal gave {len(fund.ledger.postings)} postings but the database has {stored}"
-            )
         await repository.replace_pending(connection, _pending_snapshot(fund))
-        log.info("grants state rebuilt from the journal", last_seq=self._cache.last_seq, postings=stored)
+        self._cache = _Cache(fund=fund, last_seq=last_seq, stale=False, snapshot_seq=snapshot_seq)
+        if last_seq - snapshot_seq >= self.snapshot_every:
+            await self._store_snapshot(connection, fund, last_seq)
+        self.last_rebuild = Rebuild(snapshot_seq=snapshot_seq, replayed_entries=replayed)
+        log.info("grants state rebuilt", snapshot_seq=snapshot_seq, replayed_entries=replayed, last_seq=last_seq,
+                 postings=len(fund.ledger.postings))
+
+    async def _restore_snapshot(self, connection: asyncpg.Connection, policy: GrantsPolicy) -> tuple[Fund, int]:
+        """Return the fund of the stored snapshot and its journal seq, or an empty fund and 0."""
+        stored = await repository.latest_snapshot(connection)
+        if stored is not None and stored.format == snapshot_format():
+            fund = await asyncio.to_thread(load_fund, stored.state, policy=policy, directory=self.directory)
+            if fund is not None:
+                return fund, stored.input_seq
+        if stored is not None:
+            log.info("grants snapshot ignored: written by other code, unreadable, or built under another policy",
+                     snapshot_seq=stored.input_seq, snapshot_format=stored.format, expected_format=snapshot_format())
+        return Fund(policy, directory=self.directory), 0
+
+    async def _replay_after(self, connection: asyncpg.Connection, fund: Fund, seq: int) -> tuple[Fund, int, int]:
+        """Replay the journal entries after `seq` into `fund` off the event loop; return it, its last seq and the count."""
+        entries = await repository.journal_after(connection, seq)
+        # `fund` is not in the cache yet, so no other coroutine reads it, and this transaction holds the
+        # fund lock, so no instance appends to the journal while the worker thread replays.
+        await asyncio.to_thread(replay_entries, fund, entries)
+        last_seq = entries[-1].seq if entries else seq
+        assert last_seq is not None
+        return fund, last_seq, len(entries)
+
+    async def _store_snapshot(self, connection: asyncpg.Connection, fund: Fund, seq: int) -> None:
+        # The next attempt waits a full interval either way, so a fund that cannot be pickled logs once per interval.
+        self._cache.snapshot_seq = seq
+        try:
+            state = dump_fund(fund)
+        except (pickle.PicklingError, TypeError, AttributeError) as error:
+            # A snapshot only shortens rebuilds, so the input that triggered it still commits.
+            log.error("grants snapshot failed; rebuilds replay from the previous snapshot", snapshot_seq=seq,
+                      error=repr(error))
+            return
+        await repository.store_snapshot(connection, StoredSnapshot(seq, snapshot_format(), state))
+        log.info("grants snapshot stored", snapshot_seq=seq, size_bytes=len(state))
 
     async def _catch_up(self, connection: asyncpg.Connection) -> None:
         cache = self._cache
@@ -221,6 +296,17 @@ class FundService:
                 "Restore the earlier policy file, or change the fund_policy row in a reviewed data migration"
             )
         return policy
+
+
+async def _mismatch_with_database(connection: asyncpg.Connection, fund: Fund) -> str | None:
+    """Describe how a rebuilt fund differs from the postings and running balances in the database, or return None."""
+    stored = await repository.posting_count(connection)
+    if stored != len(fund.ledger.postings):
+        return f"gave {len(fund.ledger.postings)} postings but the database has {stored}"
+    balances = {account.code: amount for account, amount in fund.ledger.balances().items()}
+    if balances != await repository.account_balances(connection):
+        return "gave account balances that differ from the account_balances table"
+    return None
 
 
 def _pending_snapshot(fund: Fund) -> dict[str, PendingPayout]:

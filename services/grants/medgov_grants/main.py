@@ -22,17 +22,25 @@ SYSTEM_ACTOR = Actor(subject="medgov-grants", roles=frozenset({"fund_admin"}))
 
 
 def build_service(
-    settings: GrantsSettings, clock: Clock | None = None, *, consumes: Sequence[str] = CONSUMED_TOPICS
+    settings: GrantsSettings,
+    clock: Clock | None = None,
+    *,
+    consumes: Sequence[str] = CONSUMED_TOPICS,
+    fund_service: FundService | None = None,
 ) -> Service:
-    """Wire the grants service; tests pass their own `consumes` topics to stay apart from other producers."""
-    policy = load_policy(settings.policy_file) if settings.policy_file else default_policy()
-    fund_service = FundService(policy, region=settings.region.value)
+    """Wire the grants service.
+
+    Tests pass their own `consumes` topics to stay apart from other producers,
+    and may pass the `fund_service` (built by `build_fund_service`) to inspect its rebuilds.
+    """
+    fund = fund_service or build_fund_service(settings)
+    policy = fund.configured_policy
 
     async def allocate_configured_fund(context: HandlerContext) -> None:
         if await repository.posting_exists(context.connection, f"alloc-{policy.fund.fund_id}"):
             return
         split = policy.fund.model_dump(mode="json")
-        await fund_service.run_command(context, "allocate", {"split": split}, SYSTEM_ACTOR)
+        await fund.run_command(context, "allocate", {"split": split}, SYSTEM_ACTOR)
 
     jobs = []
     if settings.allocate_on_start:
@@ -41,14 +49,19 @@ def build_service(
     service = Service(
         settings=settings,
         migrations=MIGRATIONS,
-        handlers=build_handlers(fund_service),
+        handlers=build_handlers(fund),
         consumes=consumes,
-        routers=[build_router(fund_service)],
+        routers=[build_router(fund)],
         jobs=jobs,
         clock=clock,
         title="medgov grants",
     )
     return service
+
+
+def build_fund_service(settings: GrantsSettings) -> FundService:
+    policy = load_policy(settings.policy_file) if settings.policy_file else default_policy()
+    return FundService(policy, region=settings.region.value, snapshot_every=settings.snapshot_every_inputs)
 
 
 def main() -> None:

@@ -74,6 +74,32 @@ async def journal_contains(connection: asyncpg.Connection, seq: int) -> bool:
     return bool(await connection.fetchval("SELECT true FROM grant_inputs WHERE seq = $1", seq))
 
 
+@dataclass(frozen=True)
+class StoredSnapshot:
+    """The fund as of journal entry `input_seq`, serialized in `format`."""
+
+    input_seq: int
+    format: str
+    state: bytes
+
+
+async def latest_snapshot(connection: asyncpg.Connection) -> StoredSnapshot | None:
+    row = await connection.fetchrow("SELECT input_seq, format, state FROM fund_snapshot WHERE id = 1")
+    return None if row is None else StoredSnapshot(row["input_seq"], row["format"], row["state"])
+
+
+async def store_snapshot(connection: asyncpg.Connection, snapshot: StoredSnapshot) -> None:
+    """Replace the stored snapshot; the caller holds the fund lock, so snapshots are written in journal order."""
+    await connection.execute(
+        "INSERT INTO fund_snapshot (id, input_seq, format, state, taken_at) VALUES (1, $1, $2, $3, now()) "
+        "ON CONFLICT (id) DO UPDATE SET input_seq = EXCLUDED.input_seq, format = EXCLUDED.format, "
+        "state = EXCLUDED.state, taken_at = EXCLUDED.taken_at",
+        snapshot.input_seq,
+        snapshot.format,
+        snapshot.state,
+    )
+
+
 async def posting_count(connection: asyncpg.Connection) -> int:
     return await connection.fetchval("SELECT count(*) FROM postings")
 

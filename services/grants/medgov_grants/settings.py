@@ -20,6 +20,12 @@ class GrantsSettings(ServiceSettings):
     allocation_check_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between checks that the policy's fund is allocated."
     )
+    snapshot_every_inputs: int = Field(
+        default=500,
+        ge=1,
+        description="Journal entries between two snapshots of the fund; a restart replays at most this many entries "
+        "after the latest snapshot. Each snapshot pickles the whole fund on the event loop.",
+    )
 
     @field_validator("policy_file")
     @classmethod

@@ -20,8 +20,10 @@ from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.testing.services import http_client, running, wait_until
 
 from medgov_grants import repository
+from medgov_grants.domain.fund import Fund
 from medgov_grants.domain.ledger import Account, Leg, Posting, PostingKind
-from medgov_grants.main import build_service
+from medgov_grants.main import build_fund_service, build_service
+from medgov_grants.snapshots import dump_fund
 
 pytestmark = pytest.mark.integration
 
@@ -362,3 +364,63 @@ async def test_restart_rebuilds_state_from_journal(grants_settings, input_topics
     assert second.json()["status"] == "paid"
     assert final[Account.grantee("anonymization_tools", "vendor-lunapath").code] == 50_000_000
     assert allocations == 1
+
+
+def tool_application(number: int) -> dict[str, object]:
+    return {"application_id": f"tga-snap-{number}", "vendor_id": "vendor-lunapath", "title": f"Tool {number}",
+            "requested_krw": 10_000_000}
+
+
+async def test_restart_replays_only_after_snapshot(grants_settings, input_topics, token) -> None:  # type: ignore[no-untyped-def]
+    settings = grants_settings(snapshot_every_inputs=3)
+    vendor = token("applicant", institution="vendor-lunapath")
+    async with running(build_service(settings, consumes=input_topics.names)) as service:
+        await wait_for_allocation(service)
+        async with http_client(service) as client:
+            for number in range(1, 8):
+                submitted = await client.post("/tool-grants/applications", json=tool_application(number), headers=vendor)
+                assert submitted.status_code in (200, 201), submitted.text
+        journal_length = await service.pool.fetchval("SELECT count(*) FROM grant_inputs")
+        snapshot_seq = await service.pool.fetchval("SELECT input_seq FROM fund_snapshot")
+        live_balances = await balances(service)
+
+    restarted_funds = build_fund_service(settings)
+    async with running(build_service(settings, consumes=input_topics.names, fund_service=restarted_funds)) as restarted:
+        async with http_client(restarted) as client:
+            first = await client.get("/tool-grants/applications/tga-snap-1", headers=vendor)
+            last = await client.get("/tool-grants/applications/tga-snap-7", headers=vendor)
+        restarted_balances = await balances(restarted)
+
+    assert journal_length == 8
+    assert snapshot_seq is not None and snapshot_seq >= journal_length - 3
+    assert restarted_funds.last_rebuild is not None
+    assert restarted_funds.last_rebuild.snapshot_seq == snapshot_seq
+    assert restarted_funds.last_rebuild.replayed_entries < 3
+    assert first.json()["title"] == "Tool 1"
+    assert last.json()["title"] == "Tool 7"
+    assert restarted_balances == live_balances
+
+
+async def test_snapshot_disagreeing_with_ledger_ignored(grants_settings, input_topics, token) -> None:  # type: ignore[no-untyped-def]
+    settings = grants_settings(snapshot_every_inputs=1)
+    vendor = token("applicant", institution="vendor-lunapath")
+    async with running(build_service(settings, consumes=input_topics.names)) as service:
+        await wait_for_allocation(service)
+        async with http_client(service) as client:
+            submitted = await client.post("/tool-grants/applications", json=tool_application(1), headers=vendor)
+        assert submitted.status_code == 201, submitted.text
+        # An empty fund claimed as of the last entry: it lacks the allocation's posting.
+        empty = dump_fund(Fund(build_fund_service(settings).configured_policy))
+        await service.pool.execute(
+            "UPDATE fund_snapshot SET input_seq = (SELECT max(seq) FROM grant_inputs), state = $1", empty
+        )
+
+    restarted_funds = build_fund_service(settings)
+    async with running(build_service(settings, consumes=input_topics.names, fund_service=restarted_funds)) as restarted:
+        async with http_client(restarted) as client:
+            application = await client.get("/tool-grants/applications/tga-snap-1", headers=vendor)
+
+    assert restarted_funds.last_rebuild is not None
+    assert restarted_funds.last_rebuild.snapshot_seq == 0
+    assert restarted_funds.last_rebuild.replayed_entries == 2
+    assert application.status_code == 200, application.text

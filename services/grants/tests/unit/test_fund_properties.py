@@ -22,6 +22,7 @@ from medgov_grants.domain.milestones import MilestoneCrossed
 from medgov_grants.domain.policy import FundSplit, GrantsPolicy, default_policy
 from medgov_grants.domain.subsidies import SubsidyChange
 from medgov_grants.domain.tool_grants import Actor, TrancheTerms
+from medgov_grants.snapshots import dump_fund, load_fund
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 HOSPITALS = ("knuh", "cnuh", "jnuh")
@@ -251,6 +252,30 @@ def test_same_sequence_replays_to_same_ledger(build, steps) -> None:  # type: ig
     assert live.ledger.postings == replayed.ledger.postings
     assert live.ledger.balances() == replayed.ledger.balances()
     assert [item.request for item in live.ledger.pending_payouts()] == [item.request for item in replayed.ledger.pending_payouts()]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_steps(), min_size=10, max_size=80), cut=st.integers(0, 80))
+def test_snapshot_then_tail_equals_full_replay(build, steps, cut) -> None:  # type: ignore[no-untyped-def]
+    cut = min(cut, len(steps))
+    full, head = Fund(POLICY), Fund(POLICY)
+    times = [T0 + timedelta(minutes=offset) for offset in range(len(steps))]
+    for step, at in zip(steps, times):
+        _run(full, build, step, at)
+    for step, at in zip(steps[:cut], times[:cut]):
+        _run(head, build, step, at)
+
+    restored = load_fund(dump_fund(head), policy=POLICY, directory=head.directory)
+    assert restored is not None
+    for step, at in zip(steps[cut:], times[cut:]):
+        _run(restored, build, step, at)
+
+    assert restored.ledger.postings == full.ledger.postings
+    assert restored.ledger.balances() == full.ledger.balances()
+    assert restored.ledger.pending_payouts() == full.ledger.pending_payouts()
+    assert restored.suspensions == full.suspensions
+    assert restored.awards == full.awards
+    restored.ledger.check_invariants()
 
 
 _ample_event = _steps().filter(lambda step: step.kind not in {"tool", "deliver", "allocated"})
