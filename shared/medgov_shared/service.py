@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -39,6 +40,7 @@ from medgov_shared.observability.logging import configure_logging
 from medgov_shared.observability.tracing import configure_tracing, context_from_headers, tracer
 from medgov_shared.settings import ServiceSettings
 from medgov_shared.web.auth import TokenVerifier
+from medgov_shared.web.request_body import RequestBodyGuard
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)
@@ -102,6 +104,8 @@ class Service:
         self.consumer: EventConsumer | None = None
         self.relay: OutboxRelay | None = None
         self._tasks: dict[str, asyncio.Task] = {}
+        self._task_failures: dict[str, str] = {}
+        self._stopping = False
 
     # -- resources ---------------------------------------------------------------
 
@@ -127,6 +131,8 @@ class Service:
 
     async def start(self) -> None:
         settings = self.settings
+        self._stopping = False
+        self._task_failures.clear()
         configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
         if settings.create_database:
             await ensure_database(settings.database_url)
@@ -141,7 +147,7 @@ class Service:
             service=settings.service_name, pool=self.pool, producer=self.producer,
             poll_interval_s=settings.relay_poll_interval_s,
         )
-        self._tasks["relay"] = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        self._start_task("relay", self.relay.run())
         if self.handlers:
             self.consumer = EventConsumer(
                 settings=settings, pool=self.pool, outbox=self.outbox, clock=self.clock,
@@ -149,15 +155,34 @@ class Service:
                 dlq_producer=self.producer,
             )
             await self.consumer.start()
-            self._tasks["consumer"] = asyncio.create_task(self.consumer.run(), name="consumer")
+            self._start_task("consumer", self.consumer.run())
         for job in self.jobs:
-            self._tasks[f"job:{job.name}"] = asyncio.create_task(self._run_job(job), name=job.name)
+            self._start_task(f"job:{job.name}", self._run_job(job))
         log.info("service started", service=settings.service_name, region=settings.region.value,
                  topic=self.topic, consumes=list(self.consumes), inbound=self.consume_inbound)
+
+    def _start_task(self, name: str, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(lambda finished: self._task_done(name, finished))
+        self._tasks[name] = task
+
+    def _task_done(self, name: str, task: asyncio.Task) -> None:
+        """Log a background task that ended outside stop() and keep the reason for /readyz."""
+        if self._stopping or task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self._task_failures[name] = "exited"
+            log.error("background task exited", service=self.settings.service_name, task=name)
+        else:
+            self._task_failures[name] = f"failed: {type(error).__name__}: {error}"
+            log.error("background task failed", service=self.settings.service_name, task=name,
+                      exc_info=(type(error), error, error.__traceback__))
 
     async def stop(self) -> None:
         """Drain the in-flight batch (or abandon it uncommitted after the drain timeout), then close."""
         log.info("service stopping", service=self.settings.service_name)
+        self._stopping = True
         if self.consumer is not None:
             self.consumer.request_stop()
         if self.relay is not None:
@@ -216,8 +241,9 @@ class Service:
             checks["kafka"] = f"unreachable: {type(error).__name__}"
         if self.consumer is not None:
             checks["consumer"] = "ok" if self.consumer.is_healthy() else "not polling"
-        if not self.is_alive():
-            checks["tasks"] = "a background task stopped"
+        for name, task in self._tasks.items():
+            if task.done():
+                checks[f"task:{name}"] = self._task_failures.get(name, "stopped")
         return checks
 
     # -- HTTP ----------------------------------------------------------------------
@@ -231,7 +257,11 @@ class Service:
             finally:
                 await self.stop()
 
-        app = FastAPI(title=self.title, lifespan=lifespan, version="1.0")
+        # Swagger UI and ReDoc would load their scripts from a CDN, which
+        # hospital networks often block and which a governance service should
+        # not pull into an operator's browser. /openapi.json stays, for
+        # offline viewers and client generators.
+        app = FastAPI(title=self.title, lifespan=lifespan, version="1.0", docs_url=None, redoc_url=None)
         app.state.service = self
         app.state.token_verifier = TokenVerifier(
             secret=self.settings.jwt_secret.get_secret_value() if self.settings.jwt_secret else None,
@@ -245,9 +275,22 @@ class Service:
             # number); the caller gets the field and the rule, not a 500.
             return JSONResponse({"detail": f"invalid input: {describe_validation_error(error)}"}, status_code=422)
 
+        @app.exception_handler(RequestValidationError)
+        async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+            # FastAPI's own handler echoes each rejected input. Serializing a body
+            # that is not UTF-8, or nested about 1,000 levels deep, then raised, so
+            # the response was a 500. The location, message and type are enough to fix a request.
+            errors = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+            return JSONResponse({"detail": errors}, status_code=422)
+
         @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
         async def nul_in_text(request: Request, error: asyncpg.CharacterNotInRepertoireError) -> Response:
             return JSONResponse({"detail": "invalid input: text contains a NUL character (\\u0000)"}, status_code=422)
+
+        # Added before the tracing middleware, so it sits inside it: an
+        # HTTPException raised while the route reads its body then reaches
+        # FastAPI directly instead of through the tracing middleware's task group.
+        app.add_middleware(RequestBodyGuard, max_body_bytes=self.settings.http_max_body_bytes)
 
         @app.middleware("http")
         async def trace_request(request: Request, call_next):  # noqa: ANN202 - Starlette's middleware signature

@@ -45,6 +45,13 @@ class ServiceSettings(BaseSettings):
     create_database: bool = Field(default=True, description="Create the service database at start if it is missing.")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    http_max_body_bytes: int = Field(
+        # A dataset registration naming 200,000 subjects is about 15.4 MB of JSON.
+        default=32 * 1024 * 1024, ge=1024,
+        description="Largest request body, in bytes, of a route that takes a JSON body; larger ones get 413. "
+        "A route's own max_body_size wins. Routes that stream their body (the catalog's staging upload) "
+        "apply their own limit.",
+    )
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key for bearer tokens (development).")
     jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256/ES256 bearer tokens.")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Handler attempts before a message is dead-lettered.")

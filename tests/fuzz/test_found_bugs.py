@@ -206,12 +206,8 @@ async def test_nul_in_submission_text_rejected(field, service_clients, jwt_secre
     assert_specific_client_error(response)
 
 
+# Once 500: FastAPI's default RequestValidationError handler echoed the body and decoded it as strict UTF-8.
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug, FastAPI 0.165.0 (fastapi/fastapi#13111): the default RequestValidationError handler "
-    "decodes the echoed body as strict UTF-8, so a non-JSON content type with bytes that are not UTF-8 answers 500",
-)
 @pytest.mark.parametrize(
     ("service_name", "url"),
     [("review", "/applications"), ("catalog", "/datasets"), ("consent", "/v1/hospital/revocations"),
@@ -292,13 +288,9 @@ async def test_rrn_shaped_id_rejected(service_name, url, body, service_clients, 
     assert_specific_client_error(response)
 
 
+# Once 500: FastAPI's default RequestValidationError handler echoed the rejected body, and json.dumps of an
+# array nested about 970 levels deep raised RecursionError.
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug, FastAPI 0.165.0: the default RequestValidationError handler echoes the rejected body, "
-    "and json.dumps of an array nested just below the parser's limit (about 970 levels under the default "
-    "recursion limit of 1000) raises RecursionError, so the route answers 500",
-)
 async def test_deeply_nested_body_rejected(service_clients, jwt_secret) -> None:  # type: ignore[no-untyped-def]
     client = await service_clients("review")
     headers = {**all_roles_headers(jwt_secret, institution="vendor-medvision"), "Content-Type": "application/json"}

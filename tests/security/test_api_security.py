@@ -215,11 +215,6 @@ async def test_basic_scheme_is_not_a_bearer_token(name: str, method: str, path: 
     assert response.json()["detail"] == "missing bearer token"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: FastAPI parses a JSON body before it resolves the auth dependency, so an anonymous request with "
-    "malformed JSON gets 422 with the parser's detail instead of 401",
-)
 async def test_malformed_body_without_token_is_401() -> None:
     transport = httpx.ASGITransport(app=APPS["review"], raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
