@@ -1,18 +1,47 @@
 """Dead-letter inspection and replay for operators."""
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.table import Table
 
-from medgov_cli.settings import KafkaClientSettings
+from medgov_cli.settings import BrokerUnavailable, KafkaClientSettings
 from medgov_shared.messaging import dlq
+
+DLQ_SUFFIX = ".dlq"
+LISTED_TOPICS = 8  # dead-letter topics named in a "not found" message
+
+
+async def _start_consumer(settings: KafkaClientSettings, topic: str) -> AIOKafkaConsumer:
+    """Start a group-less consumer on `topic`; an unreachable broker or a missing topic raises with the reason."""
+    consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        await consumer.start()
+    except KafkaConnectionError:
+        await consumer.stop()
+        raise BrokerUnavailable(f"cannot reach the Kafka broker at {settings.kafka_bootstrap_servers}; "
+                                "check MEDGOV_KAFKA_BOOTSTRAP_SERVERS and that the broker runs") from None
+    existing = await consumer.topics()
+    if topic not in existing:
+        await consumer.stop()
+        raise LookupError(f"topic {topic} not found on the Kafka broker at {settings.kafka_bootstrap_servers}; "
+                          f"dead-letter topics there: {_listing(existing)}")
+    consumer.subscribe([topic])
+    return consumer
+
+
+def _listing(topics: set[str]) -> str:
+    known = sorted(name for name in topics if name.endswith(DLQ_SUFFIX))
+    if not known:
+        return "none"
+    more = f" and {len(known) - LISTED_TOPICS} more" if len(known) > LISTED_TOPICS else ""
+    return ", ".join(known[:LISTED_TOPICS]) + more
 
 
 async def _read_all(topic: str) -> list:
     settings = KafkaClientSettings()
-    consumer = AIOKafkaConsumer(topic, **settings.client_options(), group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+    consumer = await _start_consumer(settings, topic)
     records: list = []
     try:
         while True:

@@ -2,19 +2,19 @@
 
 import asyncio
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
-from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected
-from medgov_cli.settings import PublisherSettings
-from medgov_cli.subjects import local_patient_ids
+from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
+from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
+from medgov_cli.subjects import decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
 from medgov_shared.contracts.types import LegalBasis
 
 app = typer.Typer(help="medgov: governed access to hospital data for medical AI.", no_args_is_help=True)
@@ -25,31 +25,44 @@ app.add_typer(dlq_app, name="dlq")
 
 console = Console(stderr=True)
 
+# aiokafka logs each failed connection attempt; without a handler Python would
+# print those on stderr next to the one error line this command prints itself.
+logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+
 Institution = Annotated[str, typer.Option("--institution", "-i", help="Your institution id, e.g. knuh.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the per-record report as JSON on stdout.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one error line on stderr and exit with `code`, instead of a traceback."""
+    typer.echo(f"medgov: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """List each invalid or missing environment variable with pydantic's reason, on one line."""
+    problems = "; ".join(f"{environment_variable(str(item['loc'][0]))}: {item['msg']}" for item in error.errors())
+    return f"settings invalid or missing: {problems}"
 
 
 def _publisher_settings() -> PublisherSettings:
     try:
         return PublisherSettings()
     except ValidationError as error:
-        names = ", ".join("MEDGOV_" + str(item["loc"][0]).upper() for item in error.errors())
-        console.print(f"[red]publisher settings invalid or missing: {names}[/red]")
-        console.print(str(error))
-        raise typer.Exit(2) from None
+        fail(f"publisher {describe_settings_error(error)}")
 
 
 def _print_report(report: PublishReport, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([outcome.__dict__ for outcome in report.outcomes], ensure_ascii=False, indent=2))
     else:
-        table = Table(title=f"{len(report.accepted)} accepted, {len(report.rejected)} rejected")
-        for column in ("#", "record", "result", "type", "event id / reason"):
-            table.add_column(column)
+        # One line per record, so the report reads the same in a terminal, a pipe or a log file.
         for item in report.outcomes:
-            result = "[green]accepted[/green]" if item.accepted else "[red]rejected[/red]"
-            table.add_row(str(item.index), item.label, result, item.event_type or "", item.event_id or item.reason or "")
-        console.print(table)
+            if item.accepted:
+                typer.echo(f"accepted {item.label}: {item.event_type} {item.event_id}")
+            else:
+                typer.echo(f"rejected {item.label}: {item.reason}")
+        typer.echo(f"{len(report.accepted)} accepted, {len(report.rejected)} rejected")
     if report.rejected:
         raise typer.Exit(1)
 
@@ -60,15 +73,23 @@ def _run(institution: str, items: list, as_json: bool) -> None:
     try:
         publisher = HospitalPublisher(settings, institution)
     except (KeyError, ValueError) as error:
-        console.print(f"[red]{error.args[0] if error.args else error}[/red]")
-        raise typer.Exit(2) from None
+        fail(str(error.args[0] if error.args else error))
 
-    async def go() -> PublishReport:
+    # Records are built and checked before connecting, so a batch without a
+    # valid record needs no broker.
+    built = [(label, build(publisher)) for label, build in items]
+
+    async def send() -> PublishReport:
+        if all(isinstance(item, Rejected) for _, item in built):
+            return await publisher.publish_all(built)
         async with publisher:
-            built = [(label, build(publisher)) for label, build in items]
             return await publisher.publish_all(built)
 
-    _print_report(asyncio.run(go()), as_json)
+    try:
+        report = asyncio.run(send())
+    except BrokerUnavailable as error:
+        fail(str(error))
+    _print_report(report, as_json)
 
 
 def _attempt(build):
@@ -93,10 +114,13 @@ def publish_consent(
 
     def builder(path: Path):
         def build(publisher: HospitalPublisher):
+            text = decode_utf8(read_bytes(path))
+            if not text.strip():
+                raise Rejected("empty file, expected a FHIR Consent resource")
             try:
-                resource = json.loads(path.read_text(encoding="utf-8"))
+                resource = json.loads(text)
             except json.JSONDecodeError as error:
-                raise Rejected(f"{path.name}: not JSON ({error.msg} at line {error.lineno})") from None
+                raise Rejected(f"not JSON ({error.msg} at line {error.lineno})") from None
             return publisher.consent_command(resource)
 
         return build
@@ -123,7 +147,7 @@ def publish_dataset(
     def build(publisher: HospitalPublisher):
         local_ids: set[str] = set()
         for name in files:
-            local_ids |= local_patient_ids(staging_root / name)
+            local_ids |= local_patient_ids(staged_file(staging_root, name))
         description_data = {
             "title": title, "description": description, "publisher": institution, "themes": ["HEAL"],
             "keywords": keyword, "access_rights": "restricted", "duo_codes": duo,
@@ -160,22 +184,37 @@ def publish_commands(
     as_json: JsonOutput = False,
 ) -> None:
     """Send arbitrary inbound commands from a JSON-lines file, one report row per line."""
+    try:
+        text = read_text(file)
+    except ValueError as error:
+        fail(str(error))
     items = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
 
-        def build(publisher: HospitalPublisher, line: str = line, number: int = number):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise Rejected(f"line {number}: not JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "type" not in record or not isinstance(record.get("data"), dict):
-                raise Rejected(f"line {number}: expected an object with 'type' and 'data'")
-            return publisher.command(record["type"], record["data"], local_patient_id=record.get("patient"))
+        def build(publisher: HospitalPublisher, line: str = line):
+            return _line_command(publisher, line)
 
-        items.append((f"line {number}", _attempt(build)))
+        items.append((f"{file.name}:{number}", _attempt(build)))
+    if not items:
+        fail(f"{file}: empty file, expected one JSON command per line")
     _run(institution, items, as_json)
+
+
+def _line_command(publisher: HospitalPublisher, line: str):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise Rejected(f"not JSON ({error.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
+        raise Rejected("expected an object with 'type' and 'data'")
+    if not isinstance(record.get("type"), str):
+        raise Rejected(f"'type' must be a command name such as \"RevokeConsent\", got {json_type_name(record.get('type'))}")
+    patient = record.get("patient")
+    if patient is not None and not isinstance(patient, str):
+        raise Rejected(f"'patient' must be a string (the local patient id), got {json_type_name(patient)}")
+    return publisher.command(record["type"], record["data"], local_patient_id=patient)
 
 
 @app.command("token")
@@ -202,7 +241,12 @@ def dlq_show(topic: Annotated[str, typer.Argument(help="Dead-letter topic, e.g. 
     """List the records of a dead-letter topic with their reasons."""
     from medgov_cli.dlq import show
 
-    asyncio.run(show(topic, console))
+    try:
+        asyncio.run(show(topic, console))
+    except (BrokerUnavailable, LookupError) as error:
+        fail(str(error))
+    except ValidationError as error:
+        fail(f"Kafka {describe_settings_error(error)}")
 
 
 @dlq_app.command("replay")
@@ -213,7 +257,12 @@ def dlq_replay(
     """Send dead-lettered records back to their original topic (after the cause was fixed)."""
     from medgov_cli.dlq import replay
 
-    count = asyncio.run(replay(topic, reason))
+    try:
+        count = asyncio.run(replay(topic, reason))
+    except (BrokerUnavailable, LookupError) as error:
+        fail(str(error))
+    except ValidationError as error:
+        fail(f"Kafka {describe_settings_error(error)}")
     console.print(f"replayed {count} records from {topic}")
 
 
@@ -236,7 +285,11 @@ def demo(
     """Play the regional scenario on the real sample data."""
     from medgov_cli.demo.scenario import run_demo
 
-    raise typer.Exit(run_demo(keep_running=keep_running, summary_path=summary))
+    try:
+        code = run_demo(keep_running=keep_running, summary_path=summary)
+    except ValidationError as error:
+        fail(f"Kafka {describe_settings_error(error)}; run `make up` and source var/local.env")
+    raise typer.Exit(code)
 
 
 @app.command("chaos")

@@ -10,14 +10,22 @@ import asyncio
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 from pydantic import ValidationError
 
 from medgov_shared.contracts.base import EventPayload
-from medgov_shared.contracts.envelope import wrap
+from medgov_shared.contracts.envelope import Envelope, wrap
 from medgov_shared.contracts.events.consent import ConsentScope
 from medgov_shared.contracts.events.inbound import RecordConsent, RevokeConsent
 from medgov_shared.contracts.institutions import get_institution
@@ -25,7 +33,8 @@ from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
 from medgov_shared.contracts.registry import inbound_topic, payload_class
 from medgov_shared.messaging.errors import describe_validation_error
 
-from medgov_cli.settings import PublisherSettings
+from medgov_cli.settings import BrokerUnavailable, PublisherSettings
+from medgov_cli.subjects import json_type_name
 
 _TRANSIENT = (KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError)
 
@@ -57,6 +66,23 @@ class Rejected(ValueError):
     """A record that cannot be sent; the message gives the reason."""
 
 
+def staged_file(staging_root: Path, name: str) -> Path:
+    """Return the path of `name` inside the staging folder; a path that leads outside it is rejected.
+
+    The catalog reads dataset files from the same folder, so a name that
+    resolves elsewhere (an absolute path, "..", or a symbolic link out of
+    the folder) would make the publisher read and describe a file the
+    catalog never reads.
+    """
+    root = staging_root.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise Rejected(f"{name}: outside the staging folder {root}; give a path relative to --staging-root")
+    if not path.is_file():
+        raise Rejected(f"{name}: no such file in the staging folder {root}")
+    return path
+
+
 class HospitalPublisher:
     def __init__(self, settings: PublisherSettings, institution_id: str, *, max_attempts: int = 5) -> None:
         institution = get_institution(institution_id)
@@ -73,10 +99,33 @@ class HospitalPublisher:
         self._sequence = 0
 
     async def __aenter__(self) -> "HospitalPublisher":
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             **self.settings.client_options(), enable_idempotence=True, acks="all", client_id=f"hospital-{self.institution_id}"
         )
-        await self._producer.start()
+        bootstrap = self.settings.kafka_bootstrap_servers
+        try:
+            await producer.start()
+        except KafkaConnectionError:
+            await producer.stop()
+            raise BrokerUnavailable(
+                f"cannot reach the Kafka broker at {bootstrap}; check MEDGOV_KAFKA_BOOTSTRAP_SERVERS "
+                "and that the broker runs (`make up` starts the local one)"
+            ) from None
+        try:
+            await producer.partitions_for(self.topic)
+        except (UnknownTopicOrPartitionError, KafkaTimeoutError):
+            await producer.stop()
+            raise BrokerUnavailable(
+                f"topic {self.topic} not found on the Kafka broker at {bootstrap}; the services create it "
+                "when they start, or the region operator creates it for a new hospital"
+            ) from None
+        except TopicAuthorizationFailedError:
+            await producer.stop()
+            raise BrokerUnavailable(
+                f"not authorized to write topic {self.topic} on the Kafka broker at {bootstrap}; "
+                "check the hospital's Kafka user (MEDGOV_KAFKA_SASL_USERNAME)"
+            ) from None
+        self._producer = producer
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -87,6 +136,8 @@ class HospitalPublisher:
 
     def pseudonymize(self, local_patient_id: str) -> str:
         """Return the pseudonym of a local id; a value that already is a pseudonym passes unchanged."""
+        if not isinstance(local_patient_id, str):
+            raise Rejected(f"the local patient id must be a string, got {json_type_name(local_patient_id)}")
         if is_pseudonym(local_patient_id.strip()):
             return local_patient_id.strip()
         return pseudonymize(
@@ -114,11 +165,24 @@ class HospitalPublisher:
 
     def consent_command(self, fhir_consent: dict[str, Any]) -> RecordConsent:
         """Turn a FHIR R4 Consent into RecordConsent, replacing the patient reference with its pseudonym."""
+        if not isinstance(fhir_consent, dict):
+            raise Rejected(f"expected a FHIR Consent resource (a JSON object), got {json_type_name(fhir_consent)}")
         if fhir_consent.get("resourceType") != "Consent":
             raise Rejected(f"expected a FHIR Consent resource, got resourceType {fhir_consent.get('resourceType')!r}")
-        reference = (fhir_consent.get("patient") or {}).get("reference")
+        patient = fhir_consent.get("patient")
+        if patient is None:
+            raise Rejected("Consent.patient is missing; the consent cannot be tied to a patient")
+        if not isinstance(patient, dict):
+            raise Rejected(
+                f"Consent.patient must be a Reference object such as {{\"reference\": \"Patient/123\"}}, "
+                f"got {json_type_name(patient)}"
+            )
+        reference = patient.get("reference")
         if not reference:
             raise Rejected("Consent.patient.reference is missing; the consent cannot be tied to a patient")
+        if not isinstance(reference, str):
+            raise Rejected(f"Consent.patient.reference must be a string such as \"Patient/123\", "
+                           f"got {json_type_name(reference)}")
         local_id = reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
         cleaned = self._pseudonymize_patient_references(copy.deepcopy(fhir_consent))
         cleaned.pop("patient", None)
@@ -160,13 +224,25 @@ class HospitalPublisher:
 
     # -- sending -------------------------------------------------------------------
 
-    async def send(self, command: EventPayload) -> str:
-        """Send one command and wait for the broker; transient failures are retried with back-off."""
-        assert self._producer is not None, "use `async with HospitalPublisher(...)`"
+    def envelope(self, command: EventPayload) -> Envelope:
+        """Wrap a command in a new envelope from this hospital, numbering it in this publisher's sequence."""
         self._sequence += 1
         if getattr(command, "sequence", 1) is None:
             command = command.model_copy(update={"sequence": self._sequence})
-        envelope = wrap(command, source=f"medgov/hospital/{self.institution_id}", region=self.settings.region)
+        return wrap(command, source=f"medgov/hospital/{self.institution_id}", region=self.settings.region)
+
+    async def send(self, command: EventPayload) -> str:
+        """Send one command and wait for the broker; transient failures are retried with back-off."""
+        return await self.send_envelope(self.envelope(command))
+
+    async def send_envelope(self, envelope: Envelope) -> str:
+        """Send one envelope and return its event id; every retry resends the same envelope.
+
+        A send that timed out may still have reached the broker. Resending the
+        same event id lets the services' inbox drop the second copy, where a
+        new envelope would be applied twice.
+        """
+        assert self._producer is not None, "use `async with HospitalPublisher(...)`"
         delay = 0.2
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -192,6 +268,12 @@ class HospitalPublisher:
                 report.outcomes.append(
                     RecordOutcome(index, label, False, item.event_type, reason=f"broker unavailable after retries: {error}")
                 )
+                continue
+            except KafkaError as error:
+                # Not retried: the broker refused this record (too large, not authorized ...).
+                report.outcomes.append(RecordOutcome(
+                    index, label, False, item.event_type, reason=f"rejected by the broker: {type(error).__name__}: {error}"
+                ))
                 continue
             report.outcomes.append(RecordOutcome(index, label, True, item.event_type, event_id))
         return report

@@ -11,6 +11,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from medgov_shared.contracts.types import Region
 
 
+class BrokerUnavailable(RuntimeError):
+    """The Kafka broker could not be reached, or lacks the topic a command needs; the message names both."""
+
+
+def environment_variable(location: str) -> str:
+    """Return the environment variable behind a settings field or alias named in a validation error."""
+    name = location.upper()
+    return name if name.startswith("MEDGOV_") else f"MEDGOV_{name}"
+
+
 class KafkaClientSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDGOV_", extra="ignore", populate_by_name=True)
 

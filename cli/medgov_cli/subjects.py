@@ -2,14 +2,22 @@
 
 FHIR: Patient resource ids and every "Patient/<id>" reference, in JSON
 resources, Bundles and NDJSON bulk exports. DICOM: PatientID of each instance.
+Every problem with a file raises ValueError whose message starts with the path.
 """
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
+from pydicom import config as pydicom_config
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+# Values above this size are skipped instead of read, so pixel data stays on disk.
+DEFER_SIZE = "64 KB"
 
 
 def _walk_references(value: object) -> Iterator[str]:
@@ -28,40 +36,129 @@ def _fhir_patients(resource: dict) -> Iterator[str]:
     if resource.get("resourceType") == "Patient" and resource.get("id"):
         yield str(resource["id"])
     if resource.get("resourceType") == "Bundle":
-        for entry in resource.get("entry", []):
-            inner = entry.get("resource") or {}
+        entries = resource.get("entry", [])
+        for entry in entries if isinstance(entries, list) else ():
+            inner = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(inner, dict):
+                continue
             if inner.get("resourceType") == "Patient":
                 # Synthea bundles address patients by urn:uuid fullUrl as well as by id.
-                yield str(inner.get("id") or entry.get("fullUrl", "").removeprefix("urn:uuid:"))
+                yield str(inner.get("id") or str(entry.get("fullUrl", "")).removeprefix("urn:uuid:"))
             else:
                 yield from _walk_references(inner)
         return
     yield from _walk_references(resource)
 
 
-def local_patient_ids(path: Path) -> set[str]:
-    """Local patient ids found in one file; an unreadable file raises ValueError naming it."""
-    name = path.name.lower()
-    if name.endswith(".ndjson"):
-        found: set[str] = set()
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    found |= set(_fhir_patients(json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
-        return found
-    if name.endswith(".json"):
-        try:
-            return set(_fhir_patients(json.loads(path.read_text(encoding="utf-8"))))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
+def json_type_name(value: Any) -> str:
+    """Name a parsed JSON value's type as JSON calls it, for error messages."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def decode_utf8(data: bytes) -> str:
+    """Decode UTF-8 text; binary data raises ValueError naming the first invalid byte and its offset."""
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError) as error:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"not UTF-8 text (invalid byte 0x{error.object[error.start]:02x} at offset {error.start})"
+        ) from None
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def read_text(path: Path) -> str:
+    """Read a file as UTF-8; an unreadable or binary file raises ValueError starting with the path."""
+    data = read_bytes(path)
+    try:
+        return decode_utf8(data)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _ndjson_patients(path: Path) -> set[str]:
+    found: set[str] = set()
+    resources = 0
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            resource = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
+        if not isinstance(resource, dict):
+            raise ValueError(f"{path}: line {number} is {json_type_name(resource)}, expected a FHIR resource object")
+        found |= set(_fhir_patients(resource))
+        resources += 1
+    if resources == 0:
+        raise ValueError(f"{path}: empty NDJSON file, expected one FHIR resource per line")
+    return found
+
+
+def _json_patients(path: Path) -> set[str]:
+    text = read_text(path)
+    if not text.strip():
+        raise ValueError(f"{path}: empty file, expected a FHIR resource")
+    try:
+        resource = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(resource, dict):
+        raise ValueError(f"{path}: the file contains {json_type_name(resource)}, expected a FHIR resource object")
+    return set(_fhir_patients(resource))
+
+
+def _check_complete(path: Path, dataset: Dataset) -> None:
+    """Raise ValueError if the file ends inside a data element.
+
+    pydicom stops silently at the end of the file, so a truncated file reads
+    as a dataset with fewer elements. A value whose declared length runs past
+    the end, or 1 to 7 bytes left after the last element (a cut element
+    header), shows the cut. NOTE: a file cut exactly between two elements
+    looks complete to this check.
+    """
+    size = path.stat().st_size
+    end = None
+    for element in dataset.elements():
+        value_tell = getattr(element, "value_tell", None)
+        length = getattr(element, "length", UNDEFINED_LENGTH)
+        if value_tell is None or length == UNDEFINED_LENGTH:
+            end = None
+            continue
+        end = value_tell + length
+        if end > size:
+            raise ValueError(
+                f"{path}: truncated DICOM file: element {element.tag} declares {length} bytes, "
+                f"but the file ends {end - size} bytes early"
+            )
+    if end is not None and 0 < size - end < 8:
+        raise ValueError(f"{path}: truncated DICOM file: it ends inside a data element header")
+
+
+def _dicom_patients(path: Path) -> set[str]:
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, expected FHIR JSON, NDJSON or DICOM")
+    try:
+        # Strict reading turns an end of file inside a sequence into EOFError instead of a warning.
+        with pydicom_config.strict_reading():
+            dataset = pydicom.dcmread(path, defer_size=DEFER_SIZE)
+    except InvalidDicomError as error:
         raise ValueError(f"{path}: not a FHIR JSON/NDJSON or DICOM file ({error})") from None
+    except EOFError:
+        raise ValueError(f"{path}: truncated DICOM file: it ends inside a sequence or data element") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types on damaged files; each names the file
+        raise ValueError(f"{path}: unreadable DICOM file, probably truncated or damaged "
+                         f"({type(error).__name__}: {error})") from None
+    _check_complete(path, dataset)
     if "DirectoryRecordSequence" in dataset:  # a DICOMDIR lists its patients in PATIENT records
         return {
             str(record.PatientID)
@@ -70,3 +167,13 @@ def local_patient_ids(path: Path) -> set[str]:
         }
     patient_id = str(dataset.get("PatientID", "") or "")
     return {patient_id} if patient_id else set()
+
+
+def local_patient_ids(path: Path) -> set[str]:
+    """Return the local patient ids found in one file; an unreadable file raises ValueError naming it."""
+    name = path.name.lower()
+    if name.endswith(".ndjson"):
+        return _ndjson_patients(path)
+    if name.endswith(".json"):
+        return _json_patients(path)
+    return _dicom_patients(path)

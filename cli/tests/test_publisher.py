@@ -6,8 +6,9 @@ import secrets
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
-from medgov_cli.publisher import HospitalPublisher, Rejected
+from medgov_cli.publisher import HospitalPublisher, Rejected, staged_file
 from medgov_cli.settings import PublisherSettings
 from medgov_shared.contracts.pseudonym import is_pseudonym
 from medgov_shared.messaging.topics import ensure_topics
@@ -100,3 +101,49 @@ async def test_publish_reports_each_record(infra, sample_data, publisher_setting
 async def _partitions(consumer):
     await consumer._client.force_metadata_update()  # noqa: SLF001 - refresh after topic creation
     return consumer.partitions_for_topic("medgov.inbound.knuh.v1")
+
+
+class FlakyProducer:
+    """Records every send; the first one times out after it reached the broker, as a lost acknowledgement does."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_and_wait(self, topic, value, key):  # noqa: ANN001, ANN201 - AIOKafkaProducer's signature
+        self.sent.append(value)
+        if len(self.sent) == 1:
+            raise KafkaTimeoutError()
+
+
+async def test_retry_resends_same_event_id(sample_data):
+    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
+                                 pseudonym_key=secrets.token_hex(32))
+    publisher = HospitalPublisher(settings, "knuh")
+    producer = FlakyProducer()
+    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+
+    event_id = await publisher.send(publisher.consent_command(resource))
+
+    sent_ids = [orjson.loads(value)["id"] for value in producer.sent]
+    assert len(sent_ids) == 2
+    assert sent_ids[0] == sent_ids[1] == event_id
+
+
+def test_consent_patient_string_rejected(sample_data):
+    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
+                                 pseudonym_key=secrets.token_hex(32))
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    resource["patient"] = "Patient/f001"
+
+    with pytest.raises(Rejected, match="Consent.patient must be a Reference object"):
+        HospitalPublisher(settings, "knuh").consent_command(resource)
+
+
+def test_staged_file_outside_root_rejected(tmp_path):
+    with pytest.raises(Rejected, match="outside the staging folder"):
+        staged_file(tmp_path, "/etc/passwd")
+    with pytest.raises(Rejected, match="outside the staging folder"):
+        staged_file(tmp_path, "../etc/passwd")
+    with pytest.raises(Rejected, match="no such file in the staging folder"):
+        staged_file(tmp_path, "missing.ndjson")

@@ -1,0 +1,192 @@
+"""`medgov` commands on bad input: one error line naming the file or value, a non-zero exit, no traceback."""
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medgov_cli.main import app
+from medgov_shared.testing.services import free_port
+
+CONSENT = "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json"
+DICOM = "dicom/single/CT_small.dcm"
+IMMUNIZATIONS = "synthea/bulk-export-10-patients/Immunization.000.ndjson"
+
+
+@pytest.fixture
+def environment() -> dict[str, str]:
+    # Nothing in these tests may reach a broker, so the bootstrap address is a closed local port.
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "MEDGOV_REGION": "daegu",
+        "MEDGOV_PSEUDONYM_KEY": secrets.token_hex(32),
+    }
+
+
+def invoke(arguments: list[str], environment: dict[str, str]):
+    return CliRunner().invoke(app, arguments, env=environment)
+
+
+def assert_clean_failure(result, *fragments: str) -> None:
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+def real_consent(sample_data: Path) -> dict:
+    return json.loads((sample_data / CONSENT).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("array", "got an array"),
+        ("null", "got null"),
+        ("string", "got a string"),
+        ("patient-string", "Consent.patient must be a Reference object"),
+        ("patient-int", "Consent.patient must be a Reference object"),
+        ("reference-int", "Consent.patient.reference must be a string"),
+    ],
+)
+def test_consent_of_wrong_shape_rejected(case, expected, sample_data, tmp_path, environment):
+    consent = real_consent(sample_data)
+    content = {
+        "array": [consent],
+        "null": None,
+        "string": "Consent",
+        "patient-string": {**consent, "patient": "Patient/f001"},
+        "patient-int": {**consent, "patient": 1001},
+        "reference-int": {**consent, "patient": {"reference": 1001}},
+    }[case]
+    path = tmp_path / f"{case}.json"
+    path.write_text(json.dumps(content), encoding="utf-8")
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, f"rejected {case}.json: ", expected)
+
+
+def test_binary_consent_file_named(sample_data, tmp_path, environment):
+    path = tmp_path / "scan.json"
+    shutil.copy(sample_data / DICOM, path)
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "rejected scan.json: not UTF-8 text (invalid byte 0x")
+
+
+def test_command_with_int_patient_rejected(tmp_path, environment):
+    path = tmp_path / "commands.jsonl"
+    line = {"type": "RevokeConsent", "data": {"consent_id": "knuh-c-1", "effective_at": "2026-12-01T00:00:00Z"},
+            "patient": 1001}
+    path.write_text(json.dumps(line) + "\n", encoding="utf-8")
+
+    result = invoke(["publish", "commands", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "rejected commands.jsonl:1: 'patient' must be a string", "got a number")
+
+
+def test_empty_commands_file_named(tmp_path, environment):
+    path = tmp_path / "empty.ndjson"
+    path.write_text("\n\n", encoding="utf-8")
+
+    result = invoke(["publish", "commands", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "medgov: error: ", "empty.ndjson: empty file")
+
+
+def test_binary_commands_file_named(sample_data, tmp_path, environment):
+    path = tmp_path / "commands.jsonl"
+    shutil.copy(sample_data / DICOM, path)
+
+    result = invoke(["publish", "commands", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "commands.jsonl: not UTF-8 text")
+
+
+def publish_dataset(staging: Path, name: str, environment: dict[str, str]):
+    arguments = ["publish", "dataset", "-i", "knuh", "--dataset-id", "ds-knuh-cli-test", "--title", "test",
+                 "--staging-root", str(staging), name]
+    return invoke(arguments, environment)
+
+
+def test_empty_ndjson_dataset_file_named(tmp_path, environment):
+    (tmp_path / "Immunization.000.ndjson").write_text("", encoding="utf-8")
+
+    result = publish_dataset(tmp_path, "Immunization.000.ndjson", environment)
+
+    assert_clean_failure(result, "Immunization.000.ndjson: empty NDJSON file")
+
+
+def test_truncated_dicom_named(sample_data, tmp_path, environment):
+    data = (sample_data / DICOM).read_bytes()
+    (tmp_path / "CT_small.dcm").write_bytes(data[: len(data) // 2])
+
+    result = publish_dataset(tmp_path, "CT_small.dcm", environment)
+
+    assert_clean_failure(result, "CT_small.dcm: truncated DICOM file")
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../../../../../etc/passwd"])
+def test_file_outside_staging_root_rejected(name, sample_data, tmp_path, environment):
+    shutil.copy(sample_data / IMMUNIZATIONS, tmp_path / "Immunization.000.ndjson")
+
+    result = publish_dataset(tmp_path, name, environment)
+
+    assert_clean_failure(result, f"{name}: outside the staging folder {tmp_path.resolve()}")
+
+
+def test_symlink_out_of_staging_root_rejected(tmp_path, environment):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "passwd.ndjson").symlink_to("/etc/passwd")
+
+    result = publish_dataset(staging, "passwd.ndjson", environment)
+
+    assert_clean_failure(result, "passwd.ndjson: outside the staging folder")
+
+
+def test_unreachable_broker_named(sample_data, environment):
+    result = invoke(["publish", "consent", "-i", "knuh", str(sample_data / CONSENT)], environment)
+
+    assert_clean_failure(result, f"cannot reach the Kafka broker at {environment['KAFKA_BOOTSTRAP_SERVERS']}")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_setting_named_once(sample_data, environment):
+    del environment["KAFKA_BOOTSTRAP_SERVERS"]
+
+    result = CliRunner().invoke(app, ["publish", "consent", "-i", "knuh", str(sample_data / CONSENT)],
+                                env={**environment, "KAFKA_BOOTSTRAP_SERVERS": None,
+                                     "MEDGOV_KAFKA_BOOTSTRAP_SERVERS": None})
+
+    assert_clean_failure(result, "MEDGOV_KAFKA_BOOTSTRAP_SERVERS: Field required")
+    assert "MEDGOV_MEDGOV_" not in result.output
+
+
+def test_invalid_key_named(sample_data, environment):
+    environment["MEDGOV_PSEUDONYM_KEY"] = "short"
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(sample_data / CONSENT)], environment)
+
+    assert_clean_failure(result, "MEDGOV_PSEUDONYM_KEY: Value error, MEDGOV_PSEUDONYM_KEY must be hex or base64")
+
+
+def test_dlq_show_unreachable_broker(environment):
+    result = invoke(["dlq", "show", "medgov.inbound.knuh.v1.dlq"], environment)
+
+    assert_clean_failure(result, f"cannot reach the Kafka broker at {environment['KAFKA_BOOTSTRAP_SERVERS']}")
+
+
+@pytest.mark.integration
+def test_dlq_show_unknown_topic(infra, environment):
+    environment["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
+
+    result = invoke(["dlq", "show", "medgov.no-such-topic.v1.dlq"], environment)
+
+    assert_clean_failure(result, "topic medgov.no-such-topic.v1.dlq not found on the Kafka broker")
