@@ -13,10 +13,16 @@ from medgov_shared.testing.infrastructure import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
-def summary(infra, sample_data, tmp_path_factory):
+def demo_output(tmp_path_factory):
+    """The file that receives the scenario's stdout and stderr (not a terminal, as in CI)."""
+    return tmp_path_factory.mktemp("demo") / "demo-output.txt"
+
+
+@pytest.fixture(scope="session")
+def summary(infra, sample_data, demo_output):
     """Run the scenario as `make run` does, keep it running for the console tests, stop it with Ctrl-C."""
-    folder = tmp_path_factory.mktemp("demo")
-    path, output = folder / "demo-summary.json", folder / "demo-output.txt"
+    output = demo_output
+    path = output.with_name("demo-summary.json")
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
            "DATABASE_URL": infra.database_url, "MEDGOV_SAMPLE_DATA": str(sample_data)}
     with output.open("w") as log:

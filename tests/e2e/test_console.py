@@ -58,6 +58,17 @@ def test_console_fund_and_flags(page):
     assert "high" in flags
 
 
+def test_console_service_status(page):
+    page.wait_for_selector("#services-body table")
+
+    status = page.locator("#services-body").inner_text()
+    assert page.locator("#services h2").inner_text() == "서비스 상태"
+    for service in ("review", "catalog", "consent", "grants"):
+        assert service in status
+    assert "running" in status
+    assert "재시작 횟수" in status
+
+
 def test_console_search(page):
     page.fill("#search-input", "Immunization")
     page.click("#search-form button")

@@ -1,5 +1,10 @@
 """`make demo` end to end: the scenario's summary against figures derived from the sample data."""
 
+import os
+import signal
+import time
+
+import httpx
 import pytest
 
 from medgov_cli.demo import plan
@@ -69,3 +74,30 @@ def test_pools_add_up_to_the_fund(summary):
     assert pools["milestones"]["disbursed_krw"] == FIRST_MILESTONE_KRW
     assert pools["anonymization_tools"]["disbursed_krw"] == 100_000_000
     assert pools["cataloging"]["disbursed_krw"] > 0
+
+
+def test_progress_plain_without_terminal(summary, demo_output):
+    text = demo_output.read_text(encoding="utf-8")
+
+    assert "\x1b[" not in text
+    assert "\r" not in text
+    assert f"데이터셋 등록 / datasets registered: {len(plan.DATASETS)}/{len(plan.DATASETS)}" in text
+
+
+def test_killed_service_restarted(summary, demo_output):
+    before = summary["services"]["review"]
+    os.kill(before["pid"], signal.SIGKILL)
+
+    deadline = time.monotonic() + 120
+    while True:
+        services = httpx.get(summary["urls"]["console"] + "api/services", timeout=10).json()["services"]
+        review = services["review"]
+        if review["restarts"] >= 1 and review["status"] == "running" and review["ready"]:
+            break
+        assert time.monotonic() < deadline, review
+        time.sleep(1)
+
+    assert review["pid"] != before["pid"]
+    assert review["last_exit_code"] == -signal.SIGKILL
+    assert httpx.get(summary["urls"]["review"] + "/readyz", timeout=10).status_code == 200
+    assert "supervisor: review exited unexpectedly (killed by SIGKILL)" in demo_output.read_text(encoding="utf-8")

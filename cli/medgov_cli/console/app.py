@@ -6,6 +6,7 @@ deployment's token key, and never forwards a caller's token.
 """
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,26 @@ class ServiceClients:
         return response.json()
 
 
-def create_console(urls: dict[str, str], jwt_secret: str) -> FastAPI:
+def create_console(urls: dict[str, str], jwt_secret: str,
+                   supervision: Callable[[], dict[str, dict]] | None = None) -> FastAPI:
+    """Build the console app; `supervision` returns the demo supervisor's view of each service process."""
     app = FastAPI(title="medgov governance console", docs_url=None, redoc_url=None)
     clients = ServiceClients(urls, jwt_secret)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/services")
+    async def services() -> dict:
+        """Report each service's readiness and, under the demo, its process status and restart count."""
+        processes = supervision() if supervision is not None else {}
+        report = {}
+        async with httpx.AsyncClient(timeout=2) as client:
+            for service, url in urls.items():
+                try:
+                    ready = (await client.get(f"{url}/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    ready = False
+                report[service] = {"url": url, "ready": ready, **processes.get(service, {})}
+        return {"services": report}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -7,11 +7,13 @@ console up until Ctrl-C.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,6 @@ from typing import Any
 
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from medgov_cli.console.app import create_console
@@ -31,7 +32,8 @@ from medgov_cli.demo.events import (
     end_offsets,
     ensure_all_topics,
 )
-from medgov_cli.demo.stack import CONSOLE_PORT, SERVICE_PORTS, Stack
+from medgov_cli.demo.progress import StepProgress, step_progress
+from medgov_cli.demo.stack import CONSOLE_PORT, MAX_RESTARTS, SERVICE_PORTS, Stack
 from medgov_cli.publisher import HospitalPublisher
 from medgov_cli.settings import KafkaClientSettings, PublisherSettings
 from medgov_cli.subjects import local_patient_ids
@@ -53,7 +55,7 @@ class Run:
     tail: EventTail
     kafka: dict
     region_keys: dict[str, str]
-    progress: Progress
+    progress: StepProgress
     started_at: float = field(default_factory=time.monotonic)
     subjects: dict[str, list[str]] = field(default_factory=dict)  # dataset id -> pseudonyms
     local_patients: dict[str, list[str]] = field(default_factory=dict)  # dataset id -> local ids
@@ -100,21 +102,21 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
     start = await end_offsets(options, list(SERVICE_TOPIC_NAMES))
     await start_groups_at_end(options, [f"medgov-{service}-demo-{stack.run_id}" for service in SERVICE_PORTS])
 
-    with console.status("starting review, catalog, consent and grants ..."):
+    with _status("starting review, catalog, consent and grants ..."):
         stack.start()
         try:
             await asyncio.to_thread(stack.wait_ready)
         except Exception:
             stack.stop()
             raise
+    supervisor = asyncio.create_task(stack.supervise(_notify))
     console_server = _serve_console(stack)
     console_task = asyncio.create_task(console_server.serve())
     actors = Actors({service: stack.url(service) for service in SERVICE_PORTS}, stack.jwt_secret)
     region_keys = {region: os.urandom(32).hex() for region in plan.BOARD_PREFIX}
     try:
         async with EventTail(options, start) as tail:
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=console)
+            progress = step_progress(console)
             run = Run(stack, actors, tail, {"bootstrap_servers": kafka.kafka_bootstrap_servers}, region_keys, progress)
             with progress:
                 await _play(run)
@@ -125,6 +127,8 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
         if keep_running:
             await _wait_for_interrupt(stack)
     finally:
+        stack.stopping = True
+        supervisor.cancel()
         await actors.close()
         console_server.should_exit = True
         await console_task
@@ -132,8 +136,21 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
     return 0
 
 
+def _status(message: str) -> contextlib.AbstractContextManager:
+    """Return a spinner in a terminal; elsewhere print the message once, since a spinner cannot redraw there."""
+    if console.is_terminal:
+        return console.status(message)
+    console.print(message, markup=False, highlight=False)
+    return contextlib.nullcontext()
+
+
+def _notify(line: str) -> None:
+    console.print(f"supervisor: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _serve_console(stack: Stack) -> uvicorn.Server:
-    app = create_console({service: stack.url(service) for service in SERVICE_PORTS}, stack.jwt_secret)
+    app = create_console({service: stack.url(service) for service in SERVICE_PORTS}, stack.jwt_secret,
+                         supervision=stack.supervision)
     config = uvicorn.Config(app, host="127.0.0.1", port=CONSOLE_PORT, log_level="warning")
     return uvicorn.Server(config)
 
@@ -148,7 +165,9 @@ async def _wait_for_interrupt(stack: Stack) -> None:
     console.print(f"  환자 대시보드 / patient dashboard: {stack.url('consent')}/dashboard")
     console.print(f"  공개 통계 / public opt-out rates: {stack.url('consent')}/transparency")
     for service in SERVICE_PORTS:
-        console.print(f"  {service} API: {stack.url(service)}/docs")
+        console.print(f"  {service} API: {stack.url(service)}/openapi.json")
+    console.print(f"  서비스 상태 / service status: http://127.0.0.1:{CONSOLE_PORT}/api/services "
+                  f"(a service that dies is restarted up to {MAX_RESTARTS} times)")
     console.print(f"  development token signing key (JWT_SECRET): {stack.jwt_secret}")
     await stopped.wait()
 
@@ -170,12 +189,30 @@ async def _play(run: Run) -> None:
 async def _fund_allocated(run: Run) -> None:
     task = run.progress.add_task("기금 배정 / fund allocated", total=1)
     # The grants service allocates the configured fund when it first starts.
-    await run.tail.wait_for(lambda tail: tail.of_type("FundAllocated"), timeout_s=STEP_TIMEOUT_S, what="FundAllocated")
+    # Every grants instance publishes the same FundAllocated (same event id),
+    # so this run's allocation is confirmed through its own grants service.
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while not sum(pool["allocated_krw"] for pool in await _pools(run)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {STEP_TIMEOUT_S:.0f}s waiting for the fund allocation")
+        await asyncio.sleep(0.5)
+
+    def allocated(tail: EventTail) -> list:
+        return [event for event in tail.events if event.type == "FundAllocated"]
+
+    await run.tail.wait_for(allocated, timeout_s=STEP_TIMEOUT_S, what="FundAllocated")
+    run.tail.own(allocated(run.tail)[0])
     run.progress.advance(task)
+
+
+async def _pools(run: Run) -> list[dict]:
+    return await run.actors.call("GET", "grants", "/reports/pools", token=run.actors.operator())
 
 
 async def _register_datasets(run: Run) -> None:
     task = run.progress.add_task("데이터셋 등록 / datasets registered", total=len(plan.DATASETS))
+    dataset_ids = {dataset.dataset_id for dataset in plan.DATASETS}
+    run.tail.scope.entity_ids |= dataset_ids
     for dataset in plan.DATASETS:
         local_ids: set[str] = set()
         for name in dataset.files:
@@ -196,17 +233,21 @@ async def _register_datasets(run: Run) -> None:
                 "files": list(dataset.files),
                 "subjects": subjects,
             })
-            await publisher.send(command)
+            run.tail.scope.subjects |= set(subjects)
+            run.tail.scope.command_ids.add(uuid.UUID(await publisher.send(command)))
         run.subjects[dataset.dataset_id] = subjects
         run.local_patients[dataset.dataset_id] = sorted(local_ids)
         run.progress.advance(task)
 
-    decided = lambda tail: len({e.subject for e in tail.of_type("DatasetPublished")} |  # noqa: E731
-                               {e.subject for e in tail.of_type("ComplianceViolationFlagged")}) >= len(plan.DATASETS)
-    await run.tail.wait_for(decided, timeout_s=STEP_TIMEOUT_S, what="every dataset published or flagged")
-    published = {event.subject for event in run.tail.of_type("DatasetPublished")}
-    run.outcomes["datasets_published"] = sorted(published)
-    run.outcomes["datasets_flagged"] = sorted({e.subject for e in run.tail.of_type("ComplianceViolationFlagged")})
+    def decided(tail: EventTail, event_type: str) -> set[str]:
+        return {event.subject for event in tail.of_type(event_type)} & dataset_ids
+
+    await run.tail.wait_for(
+        lambda tail: decided(tail, "DatasetPublished") | decided(tail, "ComplianceViolationFlagged") == dataset_ids,
+        timeout_s=STEP_TIMEOUT_S, what="every dataset of the plan published or flagged",
+    )
+    run.outcomes["datasets_published"] = sorted(decided(run.tail, "DatasetPublished"))
+    run.outcomes["datasets_flagged"] = sorted(decided(run.tail, "ComplianceViolationFlagged"))
 
 
 async def _record_consents(run: Run) -> None:
@@ -216,7 +257,8 @@ async def _record_consents(run: Run) -> None:
     async with run.publisher("knuh") as publisher:
         for name in plan.HL7_CONSENTS:
             resource = json.loads((consent_folder / name).read_text(encoding="utf-8"))
-            await publisher.send(publisher.consent_command(resource))
+            event_id = await publisher.send(publisher.consent_command(resource))
+            run.tail.scope.command_ids.add(uuid.UUID(event_id))
             run.progress.advance(task)
         mii = (run.stack.sample_data / plan.MII_CONSENT).read_bytes()
         token = run.actors.hospital("knuh")
@@ -253,6 +295,7 @@ def _application_body(application: plan.ApplicationPlan, *, idempotency_key: str
 async def _submit(run: Run, application: plan.ApplicationPlan, *, key: str = "first",
                   irb_ref: str | None = "irb://demo/2026") -> dict:
     body = _application_body(application, idempotency_key=f"{application.application_id}-{key}", irb_ref=irb_ref)
+    run.tail.scope.entity_ids.add(application.application_id)
     deadline = time.monotonic() + 30
     while True:
         result = await run.actors.call("POST", "review", "/applications", json=body, expect=(200, 201, 422),
@@ -337,7 +380,8 @@ async def _revoke_and_acknowledge(run: Run) -> None:
         now = datetime.now(UTC).isoformat()
         for local_id in immunized[:-1]:
             number = run.local_patients["ds-knuh-immunization"].index(local_id) + 1
-            await publisher.send(publisher.revocation_command(local_id, f"knuh-mii-{number:03d}", now))
+            event_id = await publisher.send(publisher.revocation_command(local_id, f"knuh-mii-{number:03d}", now))
+            run.tail.scope.command_ids.add(uuid.UUID(event_id))
         dashboard_patient = publisher.pseudonymize(immunized[-1])
     # The last patient revokes on the transparency dashboard instead of at the hospital.
     await run.actors.call("POST", "consent", "/v1/me/revocations", token=run.actors.patient(dashboard_patient), json={})
@@ -371,6 +415,7 @@ async def _revoke_and_acknowledge(run: Run) -> None:
 async def _tool_grant(run: Run) -> None:
     task = run.progress.add_task("익명처리 도구 지원 / anonymization-tool grant", total=3)
     vendor = "vendor-medvision"
+    run.tail.scope.entity_ids.add("tool-demo-01")
     await run.actors.call("POST", "grants", "/tool-grants/applications", token=run.actors.applicant(vendor), json={
         "application_id": "tool-demo-01", "vendor_id": vendor,
         "title": "DICOM 헤더 익명화 도구 / DICOM header anonymizer", "requested_krw": 300_000_000,
@@ -386,6 +431,7 @@ async def _tool_grant(run: Run) -> None:
     award_id = award.get("award_id") or award.get("award", {}).get("award_id")
     if not award_id:
         raise ScenarioError(f"award response has no award_id: {award}")
+    run.tail.scope.entity_ids.add(award_id)
     await run.actors.call("POST", "grants", f"/tool-grants/awards/{award_id}/tranches/1/delivery",
                           token=run.actors.fund_admin())
     run.progress.advance(task)
@@ -409,12 +455,12 @@ async def _await_breach(run: Run, application_id: str) -> None:
 async def _summary(run: Run) -> dict[str, Any]:
     await asyncio.sleep(2)  # let the last payouts reach the topic
     operator = run.actors.operator()
-    pools = await run.actors.call("GET", "grants", "/reports/pools", token=operator)
+    pools = await _pools(run)
     institutions = await run.actors.call("GET", "grants", "/reports/disbursements/institutions", token=operator)
     review_figures = await run.actors.call("GET", "review", "/statistics", token=operator)
     decisions = {
         event.data["application_id"]: {"outcome": event.type, "days_used": event.data["days_used"]}
-        for event in run.tail.events if event.type in ("ApplicationApproved", "ApplicationRejected")
+        for event in run.tail.owned() if event.type in ("ApplicationApproved", "ApplicationRejected")
     }
     days = [item["days_used"] for item in decisions.values()]
     counts = run.tail.counts()
@@ -443,6 +489,7 @@ async def _summary(run: Run) -> dict[str, Any]:
         "pools": pools,
         "pool_total_krw": sum(pool["allocated_krw"] for pool in pools),
         "disbursements_by_institution": institutions,
+        "services": run.stack.supervision(),
         "urls": {
             "console": f"http://127.0.0.1:{CONSOLE_PORT}/",
             **{service: run.stack.url(service) for service in SERVICE_PORTS},

@@ -1,11 +1,13 @@
-"""Starting the four services as local processes for the scenario."""
+"""Starting the four services as local processes for the scenario, and restarting one that dies."""
 
+import asyncio
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,31 @@ import httpx
 SERVICE_PORTS = {"review": 8101, "catalog": 8102, "consent": 8103, "grants": 8104}
 CONSOLE_PORT = 8100
 
+MAX_RESTARTS = 5  # per service and run; a service that keeps dying needs a person, not a loop
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+SUPERVISION_INTERVAL_S = 0.5
+
+
+@dataclass
+class ServiceState:
+    """Process state that the supervisor tracks for one service."""
+
+    status: str = "starting"  # starting | running | restarting | failed | stopped
+    restarts: int = 0
+    last_exit_code: int | None = None
+    pid: int | None = None
+
+
+def describe_exit(code: int) -> str:
+    """Describe a Popen return code; a negative code is the signal that ended the process."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
 
 @dataclass
 class Stack:
@@ -21,11 +48,15 @@ class Stack:
 
     root: Path
     sample_data: Path
-    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # The key of var/local.env when set, so `medgov token` signs tokens these services accept.
+    jwt_secret: str = field(default_factory=lambda: os.environ.get("JWT_SECRET") or secrets.token_urlsafe(32))
     pseudonym_key: str = field(default_factory=lambda: secrets.token_hex(32))
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d%H%M%S"))
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    states: dict[str, ServiceState] = field(default_factory=dict)
+    stopping: bool = False
+    _restarts: set[asyncio.Task] = field(default_factory=set)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{SERVICE_PORTS[service]}"
@@ -49,15 +80,84 @@ class Stack:
         base = os.environ["DATABASE_URL"]
         return base.rsplit("/", 1)[0] + "/" + name
 
+    def log_path(self, service: str) -> Path:
+        return self.root / "var" / "log" / f"{service}.log"
+
     def start(self) -> None:
-        logs = self.root / "var" / "log"
-        logs.mkdir(parents=True, exist_ok=True)
         for service in SERVICE_PORTS:
-            log = (logs / f"{service}.log").open("ab")
-            self.processes[service] = subprocess.Popen(
+            self.states[service] = ServiceState()
+            self._spawn(service)
+
+    def _spawn(self, service: str) -> None:
+        path = self.log_path(service)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as log:
+            process = subprocess.Popen(
                 [sys.executable, "-m", f"medgov_{service}"], env=self.service_env(service),
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
             )
+        self.processes[service] = process
+        self.states[service].pid = process.pid
+
+    def supervision(self) -> dict[str, dict]:
+        """Return each service's status, restart count, last exit code, pid, URL and log file."""
+        return {
+            service: {**state.__dict__, "url": self.url(service), "log": str(self.log_path(service))}
+            for service, state in self.states.items()
+        }
+
+    async def supervise(self, notify: Callable[[str], None]) -> None:
+        """Restart a service process that exits while the stack runs, with back-off, at most MAX_RESTARTS times.
+
+        Runs until cancelled. `notify` gets one line per exit, restart,
+        recovery and final failure.
+        """
+        async with httpx.AsyncClient(timeout=2) as client:
+            while True:
+                for service in SERVICE_PORTS:
+                    await self._check(service, client, notify)
+                await asyncio.sleep(SUPERVISION_INTERVAL_S)
+
+    async def _check(self, service: str, client: httpx.AsyncClient, notify: Callable[[str], None]) -> None:
+        state = self.states[service]
+        process = self.processes[service]
+        if self.stopping or state.status in ("failed", "restarting"):
+            return
+        code = process.poll()
+        if code is None:
+            if state.status == "starting" and await self._ready(service, client):
+                if state.restarts:
+                    notify(f"{service} is ready again after restart {state.restarts} (pid {process.pid})")
+                state.status = "running"
+            return
+        state.last_exit_code = code
+        if state.restarts >= MAX_RESTARTS:
+            state.status = "failed"
+            notify(f"{service} exited ({describe_exit(code)}) and is not restarted: it already was restarted "
+                   f"{MAX_RESTARTS} times; see {self.log_path(service)}")
+            return
+        state.restarts += 1
+        state.status = "restarting"
+        backoff = min(FIRST_BACKOFF_S * 2 ** (state.restarts - 1), MAX_BACKOFF_S)
+        notify(f"{service} exited unexpectedly ({describe_exit(code)}); see {self.log_path(service)}; "
+               f"restart {state.restarts} of {MAX_RESTARTS} in {backoff:g} s")
+        # A task of its own, so the back-off of one service does not delay the checks of the others.
+        self._restarts.add(asyncio.create_task(self._restart_after(service, backoff)))
+
+    async def _restart_after(self, service: str, backoff_s: float) -> None:
+        try:
+            await asyncio.sleep(backoff_s)
+            if not self.stopping:
+                self._spawn(service)
+                self.states[service].status = "starting"
+        finally:
+            self._restarts.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _ready(self, service: str, client: httpx.AsyncClient) -> bool:
+        try:
+            return (await client.get(f"{self.url(service)}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -66,7 +166,8 @@ class Stack:
             for service in sorted(pending):
                 process = self.processes[service]
                 if process.poll() is not None:
-                    raise RuntimeError(f"{service} exited with code {process.returncode}; see var/log/{service}.log")
+                    raise RuntimeError(f"{service} exited ({describe_exit(process.returncode)}); "
+                                       f"see {self.log_path(service)}")
                 try:
                     if httpx.get(f"{self.url(service)}/readyz", timeout=2).status_code == 200:
                         pending.discard(service)
@@ -77,6 +178,9 @@ class Stack:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        self.stopping = True
+        for state in self.states.values():
+            state.status = "stopped"
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -1,4 +1,4 @@
-// Governance console: fetches /api/* from the console server and renders four panels.
+// Governance console: fetches /api/* from the console server and renders its panels.
 // Korean is the default language; the switch stores the choice in localStorage.
 "use strict";
 
@@ -17,6 +17,8 @@ const TEXT = {
     search: "카탈로그 검색", searchPlaceholder: "검색어 (예: CT, 동의, Patient)", searchButton: "검색",
     title_: "제목", region: "지역", legalBasis: "법적 근거", completeness: "완성도",
     loadFailed: "불러오지 못했습니다",
+    services: "서비스 상태", service: "서비스", ready: "준비", process: "프로세스", restarts: "재시작 횟수",
+    lastExit: "마지막 종료 코드", yes: "예", no: "아니요",
     pools: { cataloging: "데이터 목록화 지원", anonymization_tools: "가명·익명처리 도구 지원", milestones: "성과 기반 지원" },
   },
   en: {
@@ -33,6 +35,8 @@ const TEXT = {
     search: "Catalog search", searchPlaceholder: "Search text (e.g. CT, consent, Patient)", searchButton: "Search",
     title_: "Title", region: "Region", legalBasis: "Legal basis", completeness: "Completeness",
     loadFailed: "Could not load",
+    services: "Service status", service: "Service", ready: "Ready", process: "Process", restarts: "Restarts",
+    lastExit: "Last exit code", yes: "yes", no: "no",
     pools: { cataloging: "Cataloging subsidies", anonymization_tools: "Anonymization tools", milestones: "Milestone grants" },
   },
 };
@@ -126,6 +130,18 @@ async function renderFlags() {
   } catch (error) { failure(panel, error); }
 }
 
+async function renderServices() {
+  const panel = document.getElementById("services-body");
+  try {
+    const data = await load("/api/services");
+    panel.replaceChildren(table(
+      [t("service"), t("ready"), t("process"), t("restarts"), t("lastExit")],
+      Object.entries(data.services).map(([name, item]) => [name, item.ready ? t("yes") : t("no"),
+        item.status ?? t("none"), item.restarts ?? t("none"), item.last_exit_code ?? t("none")]),
+    ));
+  } catch (error) { failure(panel, error); }
+}
+
 async function renderSearch(query = "") {
   const panel = document.getElementById("search-results");
   try {
@@ -146,7 +162,7 @@ function applyLanguage() {
 
 function renderAll() {
   applyLanguage();
-  renderQueue(); renderFund(); renderFlags(); renderSearch(document.getElementById("search-input").value);
+  renderQueue(); renderFund(); renderFlags(); renderServices(); renderSearch(document.getElementById("search-input").value);
 }
 
 document.getElementById("lang-switch").addEventListener("click", () => {
@@ -159,4 +175,4 @@ document.getElementById("search-form").addEventListener("submit", (event) => {
   renderSearch(document.getElementById("search-input").value);
 });
 renderAll();
-setInterval(() => { renderQueue(); renderFund(); renderFlags(); }, 5000);
+setInterval(() => { renderQueue(); renderFund(); renderFlags(); renderServices(); }, 5000);
