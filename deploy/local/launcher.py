@@ -64,6 +64,7 @@ VAR_DIR = Path(os.environ["MEDGOV_LOCAL_VAR_DIR"]).resolve() if os.environ.get("
 RUN_DIR = VAR_DIR / "run"
 LOG_DIR = VAR_DIR / "log"
 ENV_FILE = VAR_DIR / "local.env"
+JWT_SECRET_FILE = VAR_DIR / "jwt-secret"
 KAFKA_DIR = VAR_DIR / "kafka"
 KAFKA_DATA_DIR = KAFKA_DIR / "data"
 KAFKA_TLS_DIR = KAFKA_DIR / "tls"
@@ -1006,10 +1007,27 @@ def _stop_postgres_locked() -> bool:
 # ---------------------------------------------------------------------------
 
 
+def _jwt_secret() -> str:
+    """Return the development key for HS256 bearer tokens, made once and kept in var/jwt-secret.
+
+    The services verify tokens with it and `medgov token` signs with it, so
+    both read it from var/local.env. Keeping it across `up` calls keeps
+    issued tokens valid.
+    """
+    secret = ""
+    with contextlib.suppress(OSError):
+        secret = JWT_SECRET_FILE.read_text().strip()
+    if not secret:
+        secret = secrets.token_urlsafe(32)
+        _write_private(JWT_SECRET_FILE, secret + "\n")
+    return secret
+
+
 def _environment_values() -> dict[str, str]:
     values = {
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA_BOOTSTRAP,
         "DATABASE_URL": DATABASE_URL,
+        "JWT_SECRET": _jwt_secret(),
     }
     if kafka_pid() is not None and _last_security_mode():
         values.update({

@@ -1,0 +1,35 @@
+"""var/local.env from the local launcher: the development token key is written once and kept."""
+
+import importlib.util
+import stat
+from pathlib import Path
+
+LAUNCHER = Path(__file__).resolve().parents[2] / "deploy" / "local" / "launcher.py"
+
+
+def load_launcher(var_dir: Path, monkeypatch):
+    # The launcher reads its state directory when loaded, so each test loads its own copy.
+    monkeypatch.setenv("MEDGOV_LOCAL_VAR_DIR", str(var_dir))
+    spec = importlib.util.spec_from_file_location(f"launcher_{var_dir.name}", LAUNCHER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_environment_has_stable_jwt_secret(tmp_path, monkeypatch):
+    launcher = load_launcher(tmp_path, monkeypatch)
+
+    first = launcher._write_environment_file()
+    second = launcher._write_environment_file()
+
+    assert len(first["JWT_SECRET"]) >= 32
+    assert first["JWT_SECRET"] == second["JWT_SECRET"]
+    assert f"JWT_SECRET={first['JWT_SECRET']}\n" in (tmp_path / "local.env").read_text()
+    assert stat.S_IMODE((tmp_path / "jwt-secret").stat().st_mode) == 0o600
+
+
+def test_jwt_secret_differs_per_checkout(tmp_path, monkeypatch):
+    first_checkout = load_launcher(tmp_path / "first", monkeypatch)._jwt_secret()
+    second_checkout = load_launcher(tmp_path / "second", monkeypatch)._jwt_secret()
+
+    assert first_checkout != second_checkout
