@@ -158,7 +158,9 @@ def _require_ports_free(ports: Sequence[int], component: str) -> None:
         raise LauncherError(
             f"cannot start {component}: {listed} is already in use by a process this "
             f"launcher did not start (no live pid file under {RUN_DIR}). "
-            f"Stop that process or free the port, then run up again."
+            f"If another medgov checkout runs it, stop it there with `make down`, or give this checkout "
+            f"its own ports, for example MEDGOV_KAFKA_PORT=29192 MEDGOV_KAFKA_SASL_PORT=29193 "
+            f"MEDGOV_KAFKA_CONTROLLER_PORT=29194 MEDGOV_POSTGRES_PORT=25532 make up"
         )
 
 
