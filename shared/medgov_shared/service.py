@@ -7,6 +7,7 @@ lifespan starts and stops everything in order.
 
 import asyncio
 import contextlib
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -44,6 +45,11 @@ from medgov_shared.web.request_body import RequestBodyGuard
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)
+
+# Errors of an HTTP request that mean the database or broker is away, not that the request is wrong.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = tuple(
+    error for error in CONNECTION_ERRORS if error is not OSError and issubclass(error, Exception)
+)
 
 Job = Callable[[HandlerContext], Awaitable[None]]
 
@@ -106,6 +112,8 @@ class Service:
         self._tasks: dict[str, asyncio.Task] = {}
         self._task_failures: dict[str, str] = {}
         self._stopping = False
+        # Called once a background task ended outside stop(); run() uses it to shut the process down.
+        self.on_task_failure: Callable[[], None] | None = None
 
     # -- resources ---------------------------------------------------------------
 
@@ -178,6 +186,13 @@ class Service:
             self._task_failures[name] = f"failed: {type(error).__name__}: {error}"
             log.error("background task failed", service=self.settings.service_name, task=name,
                       exc_info=(type(error), error, error.__traceback__))
+        if self.on_task_failure is not None:
+            self.on_task_failure()
+
+    @property
+    def task_failures(self) -> Mapping[str, str]:
+        """Background tasks that ended outside stop(), with the reason."""
+        return self._task_failures
 
     async def stop(self) -> None:
         """Drain the in-flight batch (or abandon it uncommitted after the drain timeout), then close."""
@@ -241,10 +256,21 @@ class Service:
             checks["kafka"] = f"unreachable: {type(error).__name__}"
         if self.consumer is not None:
             checks["consumer"] = "ok" if self.consumer.is_healthy() else "not polling"
+        if self.relay is not None:
+            checks["relay"] = self._relay_check()
         for name, task in self._tasks.items():
             if task.done():
                 checks[f"task:{name}"] = self._task_failures.get(name, "stopped")
         return checks
+
+    def _relay_check(self) -> str:
+        assert self.relay is not None
+        # A healthy relay finishes a pass at least every poll interval.
+        stalled_after_s = max(30.0, 10 * self.settings.relay_poll_interval_s)
+        since = self.relay.seconds_since_success()
+        if since is None or since <= stalled_after_s:
+            return "ok"
+        return f"no outbox pass finished for {since:.0f} s"
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -287,6 +313,19 @@ class Service:
         async def nul_in_text(request: Request, error: asyncpg.CharacterNotInRepertoireError) -> Response:
             return JSONResponse({"detail": "invalid input: text contains a NUL character (\\u0000)"}, status_code=422)
 
+        async def backend_unavailable(request: Request, error: Exception) -> Response:
+            # While PostgreSQL or Kafka restarts, a caller should retry, not
+            # read a bare "Internal Server Error". Nothing was committed: the
+            # unit of work rolls back on any exception.
+            log.warning("request failed: backend unavailable", path=request.url.path, error=type(error).__name__)
+            return JSONResponse(
+                {"detail": f"the service's database or broker is unavailable ({type(error).__name__}); retry later"},
+                status_code=503, headers={"Retry-After": "5"},
+            )
+
+        for unavailable in UNAVAILABLE_ERRORS:
+            app.add_exception_handler(unavailable, backend_unavailable)
+
         # Added before the tracing middleware, so it sits inside it: an
         # HTTPException raised while the route reads its body then reaches
         # FastAPI directly instead of through the tracing middleware's task group.
@@ -327,16 +366,26 @@ class Service:
 
 
 def run(service: Service) -> None:
-    """Serve the service until SIGTERM or SIGINT; uvicorn then runs the lifespan shutdown."""
+    """Serve the service until SIGTERM or SIGINT, or until a background task dies; uvicorn then runs the lifespan shutdown.
+
+    A process whose consumer or relay died would answer HTTP while doing
+    none of its work, so it shuts down and exits with status 1 for its
+    supervisor (the kubelet, or the demo stack) to restart it.
+    """
     settings = service.settings
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     started = time.monotonic()
-    uvicorn.run(
+    server = uvicorn.Server(uvicorn.Config(
         service.app(),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
-    )
-    log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - started, 1))
+    ))
+    service.on_task_failure = lambda: setattr(server, "should_exit", True)
+    server.run()
+    log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - started, 1),
+             failed_tasks=dict(service.task_failures) or None)
+    if service.task_failures:
+        sys.exit(1)

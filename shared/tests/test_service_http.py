@@ -5,17 +5,19 @@ import asyncio
 import uuid
 from typing import Annotated
 
+import asyncpg
 import pytest
 import structlog
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from medgov_shared.messaging.consumer import EventConsumer
+from medgov_shared.messaging.relay import OutboxRelay
 from medgov_shared.service import Service
 from medgov_shared.testing.services import http_client, running, unique_name, wait_until
 from medgov_shared.web.auth import Principal, issue_token, require_roles
 
-from .test_runtime import create_topic
+from .test_runtime import create_topic, revocation
 from .toy import MIGRATIONS, ToySettings, build_toy
 
 pytestmark = pytest.mark.integration
@@ -228,3 +230,65 @@ async def test_route_max_body_size_wins(settings_factory, operator):
     assert accepted.status_code == 200, accepted.text[:200]
     assert accepted.json() == {"length": LIMIT * 2}
     assert rejected.status_code == 413  # FastAPI's own route limit rejects this one
+
+
+async def test_task_failure_asks_the_process_to_exit(infra, settings_factory, monkeypatch):
+    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(infra.kafka_bootstrap_servers, topic)
+
+    async def crash(self) -> None:
+        raise RuntimeError("consumer loop bug")
+
+    monkeypatch.setattr(EventConsumer, "run", crash)
+    settings = settings_factory(ToySettings, kafka_group_id=unique_name("toy"), create_topics=True)
+    service = build_toy(settings, [topic])
+    exit_requests: list[str] = []
+    service.on_task_failure = lambda: exit_requests.append("exit")
+    async with running(service):
+        await wait_until(lambda: bool(exit_requests), timeout_s=10, message="the exit request")
+
+    assert exit_requests == ["exit"]
+    assert dict(service.task_failures) == {"consumer": "failed: RuntimeError: consumer loop bug"}
+
+
+async def test_relay_survives_an_unexpected_error(infra, settings_factory, monkeypatch):
+    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(infra.kafka_bootstrap_servers, topic)
+    original = OutboxRelay.publish_pending
+    failures = [asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress")]
+
+    async def fail_once(self) -> int:
+        if failures:
+            raise failures.pop()
+        return await original(self)
+
+    monkeypatch.setattr(OutboxRelay, "publish_pending", fail_once)
+    settings = settings_factory(ToySettings, kafka_group_id=unique_name("toy"), create_topics=True)
+    async with running(build_toy(settings, [topic])) as service:
+        async with service.unit_of_work() as unit:
+            await unit.emit(revocation(f"relay-{uuid.uuid4().hex[:8]}"), topic=topic)
+        await wait_until(
+            lambda: service.pool.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox"),
+            timeout_s=15, message="the outbox row to be sent after the relay's failure",
+        )
+        checks = await service.readiness()
+
+    assert failures == []
+    assert service.task_failures == {}
+    assert checks["relay"] == "ok"
+
+
+async def test_unreachable_database_answers_503(settings_factory):
+    router = APIRouter()
+
+    @router.get("/needs-database")
+    async def needs_database() -> dict:
+        raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+    service = Service(settings=settings_factory(ToySettings), migrations=MIGRATIONS, handlers={}, routers=[router])
+    async with running(service), http_client(service) as client:
+        response = await client.get("/needs-database")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "database or broker is unavailable (CannotConnectNowError)" in response.json()["detail"]

@@ -9,6 +9,7 @@ again, and consumers drop the duplicate through their inbox.
 """
 
 import asyncio
+import contextlib
 import time
 
 import asyncpg
@@ -70,7 +71,35 @@ class OutboxRelay:
                 await self._drop_listener()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception as error:  # noqa: BLE001 - the relay must outlive any single failure
+                # After a database restart asyncpg can hand back a connection
+                # left mid-operation (InternalClientError "cannot switch to
+                # state ..."). A relay that stopped here would leave committed
+                # events unsent while the service still answered requests, so
+                # it logs, throws the listener connection away and tries again.
+                # /readyz reports a relay that has not succeeded for a while.
+                log.error("outbox relay failed; retrying", error=f"{type(error).__name__}: {error}",
+                          retry_in_s=backoff, exc_info=True)
+                metrics.OUTBOX_RELAY_ERRORS.labels(self.service).inc()
+                await self._discard_listener()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
         await self._drop_listener()
+
+    def seconds_since_success(self, now: float | None = None) -> float | None:
+        """Return how long ago a relay pass last finished, or None before the first one."""
+        if self.last_success_monotonic is None:
+            return None
+        return (time.monotonic() if now is None else now) - self.last_success_monotonic
+
+    async def _discard_listener(self) -> None:
+        """Close the listening connection without a round trip, since its state is unknown, and free its pool slot."""
+        if self._listener is None:
+            return
+        listener, self._listener = self._listener, None
+        listener.terminate()
+        with contextlib.suppress(Exception):
+            await self.pool.release(listener)
 
     async def _wait_for_work(self) -> None:
         try:

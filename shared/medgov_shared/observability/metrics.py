@@ -28,6 +28,9 @@ CONSUMER_LAG = Gauge(
     ["service", "topic", "partition"],
 )
 OUTBOX_BACKLOG = Gauge("medgov_outbox_backlog", "Outbox rows not yet published.", ["service"])
+OUTBOX_RELAY_ERRORS = Counter(
+    "medgov_outbox_relay_errors", "Relay passes that failed with an unexpected error and were retried.", ["service"]
+)
 OUTBOX_PUBLISHED = Counter("medgov_outbox_published", "Outbox rows published to Kafka.", ["service", "topic"])
 OUTBOX_FAILED = Counter(
     "medgov_outbox_failed", "Outbox rows that can never be published (e.g. too large).", ["service", "reason"]

@@ -108,7 +108,7 @@ class RequestBodyGuard:
     async def _read(self, request: Request, receive: Receive, limit: int) -> bytes:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise _too_large(f"{declared} bytes", limit)
+            raise _too_large(limit, declared=int(declared))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -118,7 +118,7 @@ class RequestBodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise _too_large("more bytes", limit)
+                raise _too_large(limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -152,9 +152,10 @@ def _limit(route: APIRoute, default: int) -> int:
     return own if own is not None else default
 
 
-def _too_large(size: str, limit: int) -> HTTPException:
+def _too_large(limit: int, *, declared: int | None = None) -> HTTPException:
+    size = f"{declared} bytes declared, " if declared is not None else ""
     return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                         f"request body too large: {size} than the limit of {limit} bytes")
+                         f"request body too large: {size}more than the limit of {limit} bytes")
 
 
 def _parses_json_body(route: object) -> bool:
