@@ -103,3 +103,54 @@ def test_supervision_report_names_log(tmp_path):
     assert report["consent"]["log"] == str(tmp_path / "var" / "log" / "consent.log")
     assert report["consent"]["url"] == "http://127.0.0.1:8103"
     assert report["consent"]["restarts"] == 0
+
+
+async def test_restart_budget_renewed_after_stable_run(tmp_path, fast_backoff, monkeypatch):
+    monkeypatch.setattr(stack_module, "STABLE_AFTER_S", 0.3)
+    stack = ScriptStack(root=tmp_path, sample_data=tmp_path)
+    stack.start()
+    supervisor = asyncio.create_task(stack.supervise(lambda line: None))
+    try:
+        await wait_for(lambda: stack.states["grants"].status == "running")
+        os.kill(stack.states["grants"].pid, signal.SIGKILL)
+        await wait_for(lambda: stack.states["grants"].total_restarts == 1)
+        await wait_for(lambda: stack.states["grants"].status == "running" and stack.states["grants"].restarts == 0)
+    finally:
+        supervisor.cancel()
+        stack.stop()
+
+    report = stack.supervision()["grants"]
+    assert (report["restarts"], report["total_restarts"]) == (0, 1)
+    assert "running_since" not in report
+
+
+def test_services_start_in_their_own_session(tmp_path, monkeypatch):
+    started: list[dict] = []
+
+    class Recorder:
+        pid = 4242
+
+        def __init__(self, command, **options) -> None:
+            started.append(options)
+
+    monkeypatch.setattr(stack_module.subprocess, "Popen", Recorder)
+    stack = Stack(root=tmp_path, sample_data=tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1:1/postgres")
+    stack.start()
+
+    # Ctrl-C in the terminal must reach only the scenario, which stops the services itself.
+    assert len(started) == len(SERVICE_PORTS)
+    assert all(options["start_new_session"] for options in started)
+
+
+def test_console_server_leaves_ctrl_c_to_the_scenario():
+    import uvicorn
+
+    from medgov_cli.demo.scenario import _ConsoleServer
+
+    server = _ConsoleServer(uvicorn.Config(lambda scope, receive, send: None))
+    before = signal.getsignal(signal.SIGINT)
+    with server.capture_signals():
+        during = signal.getsignal(signal.SIGINT)
+
+    assert during is before

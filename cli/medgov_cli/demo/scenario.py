@@ -14,6 +14,7 @@ import signal
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,10 @@ def sample_data_folder(root: Path) -> Path:
 def run_demo(*, keep_running: bool, summary_path: Path) -> int:
     try:
         return asyncio.run(_run(keep_running=keep_running, summary_path=summary_path))
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the scenario on Ctrl-C; its cleanup stopped the services.
+        console.print("interrupted: services stopped; run `make run` again to start over")
+        return 130
     except (ScenarioError, TimeoutError) as error:
         console.print(f"[red]scenario failed: {error}[/red]")
         console.print("service logs: var/log/review.log, catalog.log, consent.log, grants.log")
@@ -106,7 +111,7 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
         stack.start()
         try:
             await asyncio.to_thread(stack.wait_ready)
-        except Exception:
+        except BaseException:  # also Ctrl-C while waiting: the services must not outlive the scenario
             stack.stop()
             raise
     supervisor = asyncio.create_task(stack.supervise(_notify))
@@ -148,11 +153,23 @@ def _notify(line: str) -> None:
     console.print(f"supervisor: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
+class _ConsoleServer(uvicorn.Server):
+    """The console's server, leaving Ctrl-C to the scenario.
+
+    uvicorn would take SIGINT for itself and stop only the console, while
+    the scenario went on with nothing answering at the console's address.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _serve_console(stack: Stack) -> uvicorn.Server:
     app = create_console({service: stack.url(service) for service in SERVICE_PORTS}, stack.jwt_secret,
                          supervision=stack.supervision)
     config = uvicorn.Config(app, host="127.0.0.1", port=CONSOLE_PORT, log_level="warning")
-    return uvicorn.Server(config)
+    return _ConsoleServer(config)
 
 
 async def _wait_for_interrupt(stack: Stack) -> None:

@@ -16,7 +16,9 @@ import httpx
 SERVICE_PORTS = {"review": 8101, "catalog": 8102, "consent": 8103, "grants": 8104}
 CONSOLE_PORT = 8100
 
-MAX_RESTARTS = 5  # per service and run; a service that keeps dying needs a person, not a loop
+MAX_RESTARTS = 5  # in a row; a service that keeps dying needs a person, not a loop
+# A service that has run this long since its last restart gets its full restart budget back.
+STABLE_AFTER_S = 300.0
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 SUPERVISION_INTERVAL_S = 0.5
@@ -27,9 +29,11 @@ class ServiceState:
     """Process state that the supervisor tracks for one service."""
 
     status: str = "starting"  # starting | running | restarting | failed | stopped
-    restarts: int = 0
+    restarts: int = 0  # since the service last ran for STABLE_AFTER_S
+    total_restarts: int = 0
     last_exit_code: int | None = None
     pid: int | None = None
+    running_since: float | None = field(default=None, repr=False)  # time.monotonic() when it became ready
 
 
 def describe_exit(code: int) -> str:
@@ -92,9 +96,12 @@ class Stack:
         path = self.log_path(service)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as log:
+            # A session of its own: Ctrl-C in the terminal reaches only the
+            # scenario, which then stops the services in order, instead of
+            # each service exiting on its own and being restarted as a crash.
             process = subprocess.Popen(
                 [sys.executable, "-m", f"medgov_{service}"], env=self.service_env(service),
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
             )
         self.processes[service] = process
         self.states[service].pid = process.pid
@@ -102,7 +109,10 @@ class Stack:
     def supervision(self) -> dict[str, dict]:
         """Return each service's status, restart count, last exit code, pid, URL and log file."""
         return {
-            service: {**state.__dict__, "url": self.url(service), "log": str(self.log_path(service))}
+            service: {
+                **{name: value for name, value in state.__dict__.items() if name != "running_since"},
+                "url": self.url(service), "log": str(self.log_path(service)),
+            }
             for service, state in self.states.items()
         }
 
@@ -129,6 +139,9 @@ class Stack:
                 if state.restarts:
                     notify(f"{service} is ready again after restart {state.restarts} (pid {process.pid})")
                 state.status = "running"
+                state.running_since = time.monotonic()
+            elif state.restarts and state.running_since and time.monotonic() - state.running_since >= STABLE_AFTER_S:
+                state.restarts = 0
             return
         state.last_exit_code = code
         if state.restarts >= MAX_RESTARTS:
@@ -137,7 +150,9 @@ class Stack:
                    f"{MAX_RESTARTS} times; see {self.log_path(service)}")
             return
         state.restarts += 1
+        state.total_restarts += 1
         state.status = "restarting"
+        state.running_since = None
         backoff = min(FIRST_BACKOFF_S * 2 ** (state.restarts - 1), MAX_BACKOFF_S)
         notify(f"{service} exited unexpectedly ({describe_exit(code)}); see {self.log_path(service)}; "
                f"restart {state.restarts} of {MAX_RESTARTS} in {backoff:g} s")
