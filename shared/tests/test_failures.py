@@ -162,11 +162,12 @@ def _padded():
 
 @pytest.mark.slow
 async def test_pool_recovers_after_postgres_paused(infra, topic, settings):
-    from medgov_shared.testing.infrastructure import load_launcher
+    from medgov_shared.testing.infrastructure import launcher_runs_postgres, load_launcher
 
-    pid = load_launcher().postgres_pid()
-    if pid is None or ":15432/" not in infra.database_url:
-        pytest.skip("pausing PostgreSQL needs the server started by the local launcher")
+    launcher = load_launcher()
+    pid = launcher.postgres_pid()
+    if not launcher_runs_postgres(launcher, infra):
+        pytest.skip("pausing PostgreSQL needs the server started by the local launcher, with the same MEDGOV_*_PORT variables as at `make up`")
     before, after = events("pause-before", "pause-after")
     async with running(build_toy(settings, [topic])) as service:
         await publish(infra.kafka_bootstrap_servers, topic, [before.to_json()])
@@ -190,11 +191,11 @@ async def test_pool_recovers_after_postgres_paused(infra, topic, settings):
 
 @pytest.mark.slow
 async def test_consumer_resumes_after_broker_restart(infra, topic, settings):
-    from medgov_shared.testing.infrastructure import load_launcher
+    from medgov_shared.testing.infrastructure import launcher_runs_kafka, load_launcher
 
     launcher = load_launcher()
-    if launcher.kafka_pid() is None or "19092" not in infra.kafka_bootstrap_servers:
-        pytest.skip("restarting Kafka needs the broker started by the local launcher")
+    if not launcher_runs_kafka(launcher, infra):
+        pytest.skip("restarting Kafka needs the broker started by the local launcher, with the same MEDGOV_*_PORT variables as at `make up`")
     before, after = events("broker-before", "broker-after")
     async with running(build_toy(settings, [topic])) as service:
         await publish(infra.kafka_bootstrap_servers, topic, [before.to_json()])

@@ -33,3 +33,18 @@ def test_jwt_secret_differs_per_checkout(tmp_path, monkeypatch):
     second_checkout = load_launcher(tmp_path / "second", monkeypatch)._jwt_secret()
 
     assert first_checkout != second_checkout
+
+
+def test_launcher_recognises_its_servers_on_other_ports(tmp_path, monkeypatch):
+    from medgov_shared.testing.infrastructure import Infrastructure, launcher_runs_kafka, launcher_runs_postgres
+
+    monkeypatch.setenv("MEDGOV_KAFKA_PORT", "29192")
+    monkeypatch.setenv("MEDGOV_POSTGRES_PORT", "25532")
+    launcher = load_launcher(tmp_path, monkeypatch)
+    monkeypatch.setattr(launcher, "kafka_pid", lambda: 4242)
+    monkeypatch.setattr(launcher, "postgres_pid", lambda: 4343)
+    own = Infrastructure("127.0.0.1:29192", "postgresql://postgres@127.0.0.1:25532/postgres", "environment")
+    other = Infrastructure("127.0.0.1:19092", "postgresql://postgres@127.0.0.1:15432/postgres", "environment")
+
+    assert launcher_runs_kafka(launcher, own) and launcher_runs_postgres(launcher, own)
+    assert not launcher_runs_kafka(launcher, other) and not launcher_runs_postgres(launcher, other)

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 from aiokafka.helpers import create_ssl_context
 
-from medgov_shared.testing.infrastructure import REPO_ROOT, load_launcher
+from medgov_shared.testing.infrastructure import REPO_ROOT, launcher_runs_kafka, load_launcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,8 +44,8 @@ def _acl_commands(user: str, rules: list[dict]) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def secured_broker(infra):
     launcher = load_launcher()
-    if launcher.kafka_pid() is None or "19092" not in infra.kafka_bootstrap_servers:
-        pytest.skip("the ACL test needs the broker started by the local launcher")
+    if not launcher_runs_kafka(launcher, infra):
+        pytest.skip("the ACL test needs the broker started by the local launcher, with the same MEDGOV_*_PORT variables as at `make up`")
     values = launcher.up(with_security=True)
     generator = _generator()
     users = {item["metadata"]["name"]: item for item in

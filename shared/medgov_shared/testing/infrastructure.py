@@ -31,6 +31,16 @@ def load_launcher() -> ModuleType:
     return module
 
 
+def launcher_runs_kafka(launcher: ModuleType, infra: Infrastructure) -> bool:
+    """True when the session's broker is the one this checkout's launcher started, on whatever port it was given."""
+    return launcher.kafka_pid() is not None and f"127.0.0.1:{launcher.KAFKA_PORT}" in infra.kafka_bootstrap_servers
+
+
+def launcher_runs_postgres(launcher: ModuleType, infra: Infrastructure) -> bool:
+    """True when the session's PostgreSQL server is the one this checkout's launcher started."""
+    return launcher.postgres_pid() is not None and f":{launcher.POSTGRES_PORT}/" in infra.database_url
+
+
 def _docker_answers() -> bool:
     try:
         import docker  # installed with testcontainers
