@@ -52,7 +52,7 @@ def _publisher_settings() -> PublisherSettings:
         fail(f"publisher {describe_settings_error(error)}")
 
 
-def _print_report(report: PublishReport, as_json: bool) -> None:
+def _print_report(report: PublishReport, as_json: bool, institution: str) -> None:
     if as_json:
         typer.echo(json.dumps([outcome.__dict__ for outcome in report.outcomes], ensure_ascii=False, indent=2))
     else:
@@ -63,6 +63,11 @@ def _print_report(report: PublishReport, as_json: bool) -> None:
             else:
                 typer.echo(f"rejected {item.label}: {item.reason}")
         typer.echo(f"{len(report.accepted)} accepted, {len(report.rejected)} rejected")
+        if report.accepted:
+            # Accepted means the broker stored the event; the service checks it
+            # again (consent scope, staged files) and dead-letters what it refuses.
+            topic = f"medgov.inbound.{institution}.v1.dlq"
+            typer.echo(f"accepted events are checked again by the services; refusals appear in `medgov dlq show {topic}`")
     if report.rejected:
         raise typer.Exit(1)
 
@@ -89,7 +94,7 @@ def _run(institution: str, items: list, as_json: bool) -> None:
         report = asyncio.run(send())
     except BrokerUnavailable as error:
         fail(str(error))
-    _print_report(report, as_json)
+    _print_report(report, as_json, institution)
 
 
 def _attempt(build):

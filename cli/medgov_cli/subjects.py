@@ -16,6 +16,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+# The catalog's default limits (max_json_document_bytes, max_ndjson_line_bytes):
+# a file the catalog would refuse is refused here before it is read into memory.
+MAX_JSON_DOCUMENT_BYTES = 64 * 1024**2
+MAX_NDJSON_LINE_BYTES = 16 * 1024**2
 # Values above this size are skipped instead of read, so pixel data stays on disk.
 DEFER_SIZE = "64 KB"
 
@@ -67,9 +71,38 @@ def decode_utf8(data: bytes) -> str:
         ) from None
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path, limit: int = MAX_JSON_DOCUMENT_BYTES) -> bytes:
+    """Read a whole file of at most `limit` bytes; a larger one raises ValueError before anything is read."""
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ValueError(
+                f"{path}: {size} bytes, more than the limit of {limit} bytes for one JSON document; "
+                "split it, or send a bulk export as NDJSON"
+            )
         return path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def ndjson_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) of each non-blank line, reading one line at a time.
+
+    A bulk export can be gigabytes, so the file is never read whole. A line
+    over MAX_NDJSON_LINE_BYTES or one that is not UTF-8 raises ValueError
+    naming the path and the line.
+    """
+    try:
+        with path.open("rb") as stream:
+            for number, raw in enumerate(iter(lambda: stream.readline(MAX_NDJSON_LINE_BYTES + 1), b""), 1):
+                if len(raw) > MAX_NDJSON_LINE_BYTES:
+                    raise ValueError(f"{path}: line {number} is longer than the limit of {MAX_NDJSON_LINE_BYTES} bytes")
+                try:
+                    line = decode_utf8(raw)
+                except ValueError as error:
+                    raise ValueError(f"{path}: line {number}: {error}") from None
+                if line.strip():
+                    yield number, line
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
 
@@ -86,9 +119,7 @@ def read_text(path: Path) -> str:
 def _ndjson_patients(path: Path) -> set[str]:
     found: set[str] = set()
     resources = 0
-    for number, line in enumerate(read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in ndjson_lines(path):
         try:
             resource = json.loads(line)
         except json.JSONDecodeError as error:

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from medgov_cli import subjects
 from medgov_cli.subjects import local_patient_ids
 
 DICOM_FILES = ["dicom/single/CT_small.dcm", "dicom/single/MR_small.dcm", "dicom/charset/chrKoreanMulti.dcm",
@@ -74,4 +75,32 @@ def test_ndjson_line_array_named(tmp_path):
     path.write_text('{"resourceType": "Patient", "id": "p1"}\n[1, 2]\n', encoding="utf-8")
 
     with pytest.raises(ValueError, match=r"bulk\.ndjson: line 2 is an array"):
+        local_patient_ids(path)
+
+
+def test_oversized_json_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "huge.json"
+    with path.open("wb") as sparse:  # a sparse file: large on paper, nothing to read
+        sparse.truncate(subjects.MAX_JSON_DOCUMENT_BYTES + 1)
+    monkeypatch.setattr(type(path), "read_bytes", lambda self: pytest.fail("the whole file was read"))
+
+    with pytest.raises(ValueError, match=r"huge\.json: \d+ bytes, more than the limit of 67108864 bytes"):
+        local_patient_ids(path)
+
+
+def test_ndjson_read_line_by_line(sample_data, tmp_path, monkeypatch):
+    patient = (sample_data / "fhir/hl7-r4-examples/patient/Patient-f001.json").read_text(encoding="utf-8")
+    path = tmp_path / "Patient.000.ndjson"
+    path.write_text(" ".join(patient.split()) + "\n\n" + '{"resourceType": "Patient", "id": "local-2"}\n', encoding="utf-8")
+    monkeypatch.setattr(type(path), "read_bytes", lambda self: pytest.fail("the whole file was read"))
+
+    assert local_patient_ids(path) == {"f001", "local-2"}
+
+
+def test_ndjson_line_over_limit_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(subjects, "MAX_NDJSON_LINE_BYTES", 64)
+    path = tmp_path / "bulk.ndjson"
+    path.write_text('{"resourceType": "Patient", "id": "p1"}\n{"resourceType": "Patient", "id": "' + "x" * 80 + '"}\n')
+
+    with pytest.raises(ValueError, match=r"bulk\.ndjson: line 2 is longer than the limit of 64 bytes"):
         local_patient_ids(path)
