@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import time
@@ -91,14 +92,26 @@ def run_demo(*, keep_running: bool, summary_path: Path) -> int:
         return 1
 
 
+def _staging_copy(sample_data: Path, staging: Path) -> Path:
+    """Copy the sample files into the catalog's staging folder for this checkout and return it.
+
+    The catalog writes hospitals' uploads into its staging root, and the
+    sample folder beside the checkout is shared read-only material, so the
+    demo's catalog works on a copy under var/ (2.6 MB).
+    """
+    shutil.copytree(sample_data, staging, dirs_exist_ok=True)
+    return staging
+
+
 async def _run(*, keep_running: bool, summary_path: Path) -> int:
     root = Path.cwd()
     sample_data = sample_data_folder(root)
     kafka = KafkaClientSettings()
     options = kafka.client_options()
     stack = Stack(root=root, sample_data=sample_data)
+    staging = _staging_copy(sample_data, root / "var" / "demo" / "staging")
     stack.extra_env = {
-        "catalog": {"MEDGOV_CATALOG_STAGING_ROOT": str(sample_data), "MEDGOV_CATALOG_STAGING_PER_INSTITUTION": "false"},
+        "catalog": {"MEDGOV_CATALOG_STAGING_ROOT": str(staging), "MEDGOV_CATALOG_STAGING_PER_INSTITUTION": "false"},
         "review": {"MEDGOV_REVIEW_CLOCK_ACCELERATION": str(CLOCK_ACCELERATION)},
     }
 
