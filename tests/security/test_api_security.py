@@ -525,8 +525,7 @@ async def test_hospital_cannot_act_for_another_hospital(stack: Stack, sample_dat
     assert "none of the dataset's files was accepted" in foreign_files.json()["detail"]
     assert new_version.status_code == 422
     assert "held by 'knuh'" in new_version.json()["detail"]
-    # NOTE: a withdrawal by another hospital returns 409 (a lifecycle conflict), not 403. See docs/security.md.
-    assert withdrawal.status_code == 409
+    assert withdrawal.status_code == 403
     assert "'dsmc' cannot withdraw it" in withdrawal.json()["detail"]
     assert upload_into_other_area.status_code in (400, 404)
     assert upload_absolute.status_code in (400, 404)

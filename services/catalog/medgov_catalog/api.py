@@ -19,7 +19,7 @@ from medgov_shared.web.auth import Principal, current_principal, require_roles
 
 from medgov_catalog import repository
 from medgov_catalog.dataset_service import NotFound, clear_compliance_flag, register_dataset, withdraw_dataset
-from medgov_catalog.domain.dataset import DatasetRuleViolation, VersionStatus
+from medgov_catalog.domain.dataset import DatasetRuleViolation, NotDatasetHolder, VersionStatus
 from medgov_catalog.domain.files import LimitedFileWriter, StoredFile
 from medgov_catalog.domain.registration import RegisteredVersion, RegistrationRejected
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
@@ -195,6 +195,8 @@ def build_router() -> APIRouter:
                 event = await withdraw_dataset(context, dataset_id, _institution_of(principal), body.reason)
         except NotFound as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except NotDatasetHolder as error:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
         except DatasetRuleViolation as error:
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
         return {"dataset_id": dataset_id, "withdrawn_at": event.withdrawn_at.isoformat(), "reason": event.reason}

@@ -26,6 +26,10 @@ class DatasetRuleViolation(Exception):
     """Raised when a command breaks a lifecycle rule; the message names the rule and what to do."""
 
 
+class NotDatasetHolder(DatasetRuleViolation):
+    """Raised when an institution acts on a dataset another institution holds."""
+
+
 @dataclass(frozen=True)
 class VersionRecord:
     version: int
@@ -105,7 +109,7 @@ class DatasetHistory:
 
     def _check_holder(self, institution_id: str, action: str) -> None:
         if institution_id != self.institution_id:
-            raise DatasetRuleViolation(
+            raise NotDatasetHolder(
                 f"dataset '{self.dataset_id}' is held by '{self.institution_id}'; "
                 f"'{institution_id}' cannot {action} it"
             )

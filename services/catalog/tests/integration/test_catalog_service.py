@@ -197,7 +197,7 @@ async def test_versions_kept_and_withdrawal_final(topics, catalog_settings, desc
         again = await client.post("/datasets", json=body, headers=hospital)
 
     assert (first.json()["version"], second.json()["version"]) == (1, 2)
-    assert other.status_code == 409
+    assert other.status_code == 403
     assert withdrawn.status_code == 200
     versions = history.json()["versions"]
     assert [(item["version"], item["status"]) for item in versions] == [(1, "withdrawn"), (2, "withdrawn")]
