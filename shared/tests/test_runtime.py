@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -12,9 +13,11 @@ from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.messaging import dlq
+from medgov_shared.messaging.context import BatchableHandler, RejectEvent
+from medgov_shared.service import Service
 from medgov_shared.testing.services import running, unique_name, wait_until
 
-from .toy import ToySettings, build_toy
+from .toy import MIGRATIONS, ToySettings, build_toy
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +204,88 @@ async def test_sigkill_between_database_and_offset_commit(infra, toy_topic, toy_
         assert await connection.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", sent.id) == 1
     finally:
         await connection.close()
+
+
+# -- a BatchableHandler takes a poll batch at once -------------------------------------
+
+MANY_CALLS: list[list[str]] = []
+ONE_CALLS: list[str] = []
+ECHO_TOPIC: dict[str, str] = {}
+
+
+async def record_one(context, payload: ConsentRevoked) -> None:
+    ONE_CALLS.append(payload.consent_id)
+    await _record(context, payload)
+
+
+async def record_many(items) -> None:
+    MANY_CALLS.append([payload.consent_id for _, payload in items])
+    for context, payload in items:
+        await _record(context, payload)
+
+
+async def _record(context, payload: ConsentRevoked) -> None:
+    await context.connection.execute(
+        "INSERT INTO effects (event_id, subject) VALUES ($1, $2)", context.incoming.id, payload.consent_id
+    )
+    if payload.consent_id.startswith("reject-"):
+        raise RejectEvent(f"consent {payload.consent_id} is marked for rejection")
+    await context.emit(revocation(f"echo-{payload.consent_id}"), topic=ECHO_TOPIC["name"])
+
+
+def build_batching_toy(settings: ToySettings, topic: str) -> Service:
+    return Service(
+        settings=settings,
+        migrations=MIGRATIONS,
+        handlers={"ConsentRevoked": BatchableHandler(one=record_one, many=record_many)},
+        consumes=[topic],
+    )
+
+
+@pytest.fixture
+async def echo_topic(infra, toy_topic) -> str:
+    name = f"{toy_topic}-echo"
+    await create_topic(infra.kafka_bootstrap_servers, name)
+    ECHO_TOPIC["name"] = name
+    MANY_CALLS.clear()
+    ONE_CALLS.clear()
+    return name
+
+
+async def test_batchable_handler_takes_batch(infra, toy_topic, echo_topic, toy_settings):
+    envelopes = [wrap(revocation(f"b-{index}"), source="medgov/consent", region="daegu") for index in range(5)]
+    repeated = [envelopes[0], *envelopes[:3], envelopes[2], *envelopes[3:]]
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [envelope.to_json() for envelope in repeated])
+
+    async with running(build_batching_toy(toy_settings, toy_topic)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 5 FROM effects"), message="five effects")
+        await asyncio.sleep(0.5)
+        effects = await service.pool.fetch("SELECT subject FROM effects ORDER BY subject")
+        inbox = await service.pool.fetchval("SELECT count(*) FROM inbox")
+        echoed = await service.pool.fetch("SELECT event_id, value FROM outbox ORDER BY position")
+
+    handled = [consent_id for call in MANY_CALLS for consent_id in call] + ONE_CALLS
+    assert [row["subject"] for row in effects] == [f"b-{index}" for index in range(5)]
+    assert inbox == 5
+    assert sorted(handled) == [f"b-{index}" for index in range(5)]
+    assert MANY_CALLS, "the batch handler was never given a run of events"
+    assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == [f"echo-b-{index}" for index in range(5)]
+    assert {orjson.loads(row["value"])["causationid"] for row in echoed} == {str(envelope.id) for envelope in envelopes}
+
+
+async def test_batchable_handler_failure_applies_one_by_one(infra, toy_topic, echo_topic, toy_settings):
+    names = ["first", "reject-second", "third"]
+    envelopes = [wrap(revocation(name), source="medgov/consent", region="daegu") for name in names]
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [envelope.to_json() for envelope in envelopes])
+
+    async with running(build_batching_toy(toy_settings, toy_topic)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) FROM dead_letters"), message="dead letter")
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 2 FROM effects"), message="two effects")
+        effects = await service.pool.fetch("SELECT subject FROM effects ORDER BY subject")
+        letters = await service.pool.fetch("SELECT event_id, reason FROM dead_letters")
+        echoed = await service.pool.fetchval("SELECT count(*) FROM outbox")
+
+    assert [row["subject"] for row in effects] == ["first", "third"]
+    assert [(row["event_id"], row["reason"]) for row in letters] == [(str(envelopes[1].id), "rejected")]
+    assert echoed == 2
+    assert ONE_CALLS.count("reject-second") == 1

@@ -1,9 +1,16 @@
 """Inbox-guarded Kafka consumer.
 
-Per partition batch it opens one database transaction, applies each event in
-its own savepoint together with its inbox row, and commits the Kafka offset
-only after the database transaction has committed. A redelivered event finds
-its inbox row and changes nothing. Failures are sorted:
+Each poll's partition batches are applied side by side, each in one database
+transaction on its own connection. The Kafka offsets are committed in one
+request, and only after those transactions have committed. A redelivered
+event finds its inbox row and changes nothing.
+
+A batch is applied all at once as far as it can be: one inbox insert for its
+events, each handler in a savepoint (or one savepoint for a run of events
+whose handler is a BatchableHandler), and one outbox insert for every event
+emitted. From the first event that cannot be applied that way, the batch
+goes on one event at a time, each event in its own savepoint together with
+its inbox row, where failures are sorted:
 
 - the event can never be applied (not a CloudEvent, invalid data, wrong
   institution for the topic, RejectEvent from the handler, or still failing
@@ -25,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from medgov_shared.clock import Clock
@@ -32,19 +40,33 @@ from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, parse_payload
-from medgov_shared.messaging.context import HandlerContext, RejectEvent, TransientError
+from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_validation_error
 from medgov_shared.messaging.kafka import consumer_options
-from medgov_shared.messaging.outbox import Outbox
+from medgov_shared.messaging.outbox import Outbox, StagedEvent
 from medgov_shared.observability import metrics
-from medgov_shared.observability.tracing import context_from_headers, tracer
+from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
 from medgov_shared.settings import ServiceSettings
 
 Handler = Callable[[HandlerContext, EventPayload], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)
+
+BATCH_FALLBACKS = Counter(
+    "medgov_consumer_batch_fallbacks",
+    "Partition batches finished one event at a time because a handler raised in the all-at-once path.",
+    ["service", "topic"],
+)
+
+# Plain SQL rather than asyncpg's nested transactions, so that releasing one
+# event's savepoint and opening the next take one round trip (a simple query
+# may hold several statements).
+_FIRST_SAVEPOINT = "SAVEPOINT medgov_event"
+_NEXT_SAVEPOINT = "RELEASE SAVEPOINT medgov_event; SAVEPOINT medgov_event"
+_RELEASE_SAVEPOINT = "RELEASE SAVEPOINT medgov_event"
+_ROLLBACK_SAVEPOINT = "ROLLBACK TO SAVEPOINT medgov_event; RELEASE SAVEPOINT medgov_event"
 
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
@@ -54,6 +76,22 @@ _LAG_INTERVAL_S = 5.0
 @dataclass(frozen=True)
 class _Applied:
     outcome: str  # applied | duplicate | skipped_unknown | ignored | dead_lettered
+
+
+Parsed = tuple[Envelope | None, EventPayload | None, DeadLetter | None]
+# (index in the poll batch, record, envelope, payload) of an event that has a handler.
+_Handled = tuple[int, ConsumerRecord, Envelope, EventPayload]
+
+
+def _first_occurrences(handled: list[_Handled], inserted: set) -> set[int]:
+    """Return the positions of the events to apply: new in the inbox, and the first of any id repeated in the batch."""
+    seen: set = set()
+    fresh: set[int] = set()
+    for position, (_, _, envelope, _) in enumerate(handled):
+        if envelope.id in inserted and envelope.id not in seen:
+            fresh.add(position)
+            seen.add(envelope.id)
+    return fresh
 
 
 class _RetryBatchFrom(Exception):
@@ -121,28 +159,49 @@ class EventConsumer:
                 timeout_ms=200, max_records=self.settings.consumer_batch_size
             )
             self.last_poll_monotonic = time.monotonic()
-            for partition, records in batches.items():
-                if self._stopping.is_set():
+            if self._stopping.is_set():
+                for partition, records in batches.items():
                     # Not applied and not committed: the next owner reads them again.
                     self.consumer.seek(partition, records[0].offset)
-                    continue
-                await self._process_partition(partition, records)
+                continue
+            await self._process_poll(batches)
             await self._record_lag()
 
-    # -- one partition batch ---------------------------------------------------
+    # -- one poll, one partition batch ---------------------------------------------
 
-    async def _process_partition(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _process_poll(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Apply every partition's batch, then commit their offsets in one request."""
+        # Partitions are independent (each key lives in one), so their
+        # batches run side by side on separate connections: while one waits
+        # for PostgreSQL, another runs its handlers.
+        outcomes = await asyncio.gather(
+            *(self._process_partition(partition, records) for partition, records in batches.items())
+        )
+        # One offset commit for the whole poll, because aiokafka sends commits
+        # one at a time: in the benchmark's latency runs (bench/run.py, 2 cores)
+        # each took about 5 ms, so six separate commits added some 30 ms a poll.
+        await self._commit({partition: offset for partition, (offset, _) in zip(batches, outcomes) if offset is not None})
+        if any(back_off for _, back_off in outcomes):
+            await self._back_off()
+        else:
+            self._backoff_s = _BACKOFF_START_S
+            self.last_error = None
+
+    async def _process_partition(self, partition: TopicPartition, records: list[ConsumerRecord]) -> tuple[int | None, bool]:
+        """Apply one partition's batch in one transaction; return the offset to commit and whether to back off."""
         next_offset: int | None = None
         retry_from: _RetryBatchFrom | None = None
+        parsed = [self._parse(record) for record in records]
         try:
             async with self.pool.acquire() as connection, connection.transaction():
-                for record in records:
-                    try:
-                        await self._apply_record(connection, record)
-                    except _RetryBatchFrom as error:
-                        retry_from = error
-                        break
-                    next_offset = record.offset + 1
+                applied, failure = await self._apply_all_at_once(connection, records, parsed)
+                if applied:
+                    next_offset = records[applied - 1].offset + 1
+                if applied < len(records):
+                    rest_offset, retry_from = await self._apply_one_by_one(
+                        connection, records[applied:], parsed[applied:], failure
+                    )
+                    next_offset = rest_offset or next_offset
         except CONNECTION_ERRORS as error:
             self.last_error = f"{type(error).__name__}: {error}"
             log.warning(
@@ -151,13 +210,10 @@ class EventConsumer:
                 from_offset=records[0].offset, error=self.last_error,
             )
             self.consumer.seek(partition, records[0].offset)
-            await self._back_off()
-            return
+            return None, True
 
-        if next_offset is not None:
-            if self.after_database_commit is not None:
-                await self.after_database_commit(partition, next_offset)
-            await self._commit(partition, next_offset)
+        if next_offset is not None and self.after_database_commit is not None:
+            await self.after_database_commit(partition, next_offset)
         if retry_from is not None:
             log.warning(
                 "event will be retried",
@@ -165,20 +221,218 @@ class EventConsumer:
                 offset=retry_from.record.offset, error=f"{type(retry_from.cause).__name__}: {retry_from.cause}",
             )
             self.consumer.seek(partition, retry_from.record.offset)
-            await self._back_off()
-        else:
-            self._backoff_s = _BACKOFF_START_S
-            self.last_error = None
+            return next_offset, True
+        return next_offset, False
 
-    async def _commit(self, partition: TopicPartition, offset: int) -> None:
+    async def _apply_one_by_one(
+        self,
+        connection: asyncpg.Connection,
+        records: list[ConsumerRecord],
+        parsed: list[Parsed],
+        first_failure: Exception | None,
+    ) -> tuple[int | None, "_RetryBatchFrom | None"]:
+        """Apply each event in its own savepoint; return the offset to commit and the event to retry from, if any.
+
+        `first_failure` is what the first event raised in the all-at-once
+        path; it counts as that event's first attempt.
+        """
+        next_offset: int | None = None
+        for index, (record, parts) in enumerate(zip(records, parsed, strict=True)):
+            try:
+                await self._apply_record(connection, record, parts, first_failure if index == 0 else None)
+            except _RetryBatchFrom as error:
+                return next_offset, error
+            next_offset = record.offset + 1
+        return next_offset, None
+
+    # -- the leading events of a batch at once -----------------------------------
+
+    async def _apply_all_at_once(
+        self, connection: asyncpg.Connection, records: list[ConsumerRecord], parsed: list[Parsed]
+    ) -> tuple[int, Exception | None]:
+        """Apply the batch up to its first unparseable event with one inbox insert and one outbox insert.
+
+        Each handler still runs in a savepoint, but opening the next savepoint
+        and releasing the previous one share a round trip. A run of events
+        whose handler is a BatchableHandler goes to `many` in one savepoint.
+        If that raises, the run is rolled back and its events go through
+        `one`. Return how many leading records are done and, when a handler
+        raised, its error: the caller applies the records from there one at a
+        time, so the events before the failing one are neither rolled back nor
+        handled twice. Connection errors propagate as in the one-by-one path.
+        """
+        limit = next((index for index, (_, _, letter) in enumerate(parsed) if letter is not None), len(records))
+        handled = [
+            (index, record, envelope, payload)
+            for index, (record, (envelope, payload, _)) in enumerate(zip(records[:limit], parsed[:limit], strict=True))
+            if envelope is not None and payload is not None and envelope.type in self.handlers
+        ]
+        inserted = await self._insert_inbox_rows(connection, [(record, envelope) for _, record, envelope, _ in handled])
+        fresh = _first_occurrences(handled, inserted)
+        staged: list[StagedEvent] = []
+        outcomes: list[tuple[ConsumerRecord, str, str]] = []
+        done, failure = limit, None
+        savepoint_open = False
+        position, batchable_from = 0, 0
+        while position < len(handled):
+            index, record, envelope, payload = handled[position]
+            if position not in fresh:
+                outcomes.append((record, envelope.type, "duplicate"))
+                position += 1
+                continue
+            await connection.execute(_NEXT_SAVEPOINT if savepoint_open else _FIRST_SAVEPOINT)
+            savepoint_open = True
+
+            end = self._run_end(handled, position) if position >= batchable_from else position + 1
+            run = [handled[later] for later in range(position, end) if later in fresh]
+            if len(run) > 1:
+                try:
+                    staged += await self._apply_many(connection, run)
+                except CONNECTION_ERRORS:
+                    raise
+                except Exception as error:  # the same events go through the handler one at a time
+                    await connection.execute(_ROLLBACK_SAVEPOINT)
+                    savepoint_open, batchable_from = False, end
+                    log.warning("batch handler failed; applying its events one at a time", topic=record.topic,
+                             partition=record.partition, from_offset=record.offset, events=len(run),
+                             error=f"{type(error).__name__}: {error}")
+                    continue
+                outcomes += [
+                    (handled[later][1], handled[later][2].type, "applied" if later in fresh else "duplicate")
+                    for later in range(position, end)
+                ]
+                position = end
+                continue
+
+            try:
+                staged += await self._apply_staged(connection, record, envelope, payload)
+            except CONNECTION_ERRORS:
+                raise
+            except Exception as error:  # sorted by the one-by-one path, which takes this as the first attempt
+                await connection.execute(_ROLLBACK_SAVEPOINT)
+                savepoint_open = False
+                # Later events apply one at a time, each writing its own inbox row again.
+                unapplied = [handled[later][2].id for later in fresh if later >= position]
+                await connection.execute("DELETE FROM inbox WHERE event_id = ANY($1::uuid[])", unapplied)
+                done, failure = index, error
+                BATCH_FALLBACKS.labels(self.service, record.topic).inc()
+                break
+            outcomes.append((record, envelope.type, "applied"))
+            position += 1
+        if savepoint_open:
+            await connection.execute(_RELEASE_SAVEPOINT)
+
+        await self.outbox.insert(connection, staged)
+        self._count_batch(records[:done], parsed[:done], outcomes)
+        return done, failure
+
+    async def _insert_inbox_rows(self, connection: asyncpg.Connection, events: list[tuple[ConsumerRecord, Envelope]]) -> set:
+        """Insert the inbox rows of a batch in one statement; return the ids that were not there yet."""
+        if not events:
+            return set()
+        # A concurrent owner of the partition (during a rebalance) blocks this
+        # insert until it commits; then the conflicts mark duplicates.
+        rows = await connection.fetch(
+            "INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[]) "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            [envelope.id for _, envelope in events],
+            [envelope.type for _, envelope in events],
+            [record.topic for record, _ in events],
+            [record.partition for record, _ in events],
+            [record.offset for record, _ in events],
+        )
+        return {row["event_id"] for row in rows}
+
+    async def _apply_staged(
+        self, connection: asyncpg.Connection, record: ConsumerRecord, envelope: Envelope, payload: EventPayload
+    ) -> list[StagedEvent]:
+        """Run the handler; return the events it emitted, for the caller to insert with the rest of the batch."""
+        handler = self.handlers[envelope.type]
+        bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset,
+                         event_id=str(envelope.id), event_type=envelope.type,
+                         correlation_id=str(envelope.correlationid))
+        staged: list[StagedEvent] = []
+        started = time.perf_counter()
+        with self._span(record, envelope):
+            context = HandlerContext(
+                connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope, log=bound, staged=staged,
+            )
+            await handler(context, payload)
+        metrics.HANDLER_SECONDS.labels(self.service, envelope.type).observe(time.perf_counter() - started)
+        return staged
+
+    def _run_end(self, handled: list[_Handled], position: int) -> int:
+        """Return the end of the run of same-type events from `position` that a BatchableHandler can take at once."""
+        event_type = handled[position][2].type
+        if not isinstance(self.handlers[event_type], BatchableHandler):
+            return position + 1
+        end = position + 1
+        while end < len(handled) and handled[end][2].type == event_type:
+            end += 1
+        return end
+
+    async def _apply_many(self, connection: asyncpg.Connection, run: list[_Handled]) -> list[StagedEvent]:
+        """Give a run of new events to their BatchableHandler at once; return the events it emitted."""
+        handler = self.handlers[run[0][2].type]
+        assert isinstance(handler, BatchableHandler)
+        staged: list[StagedEvent] = []
+        items = []
+        for _, record, envelope, payload in run:
+            with self._span(record, envelope):
+                trace_headers = inject_headers()
+            bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset,
+                             event_id=str(envelope.id), event_type=envelope.type,
+                             correlation_id=str(envelope.correlationid))
+            context = HandlerContext(connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope,
+                                     log=bound, staged=staged, trace_headers=trace_headers)
+            items.append((context, payload))
+        started = time.perf_counter()
+        await handler.many(items)
+        per_event = (time.perf_counter() - started) / len(run)
+        for _ in run:
+            metrics.HANDLER_SECONDS.labels(self.service, run[0][2].type).observe(per_event)
+        return staged
+
+    def _count_batch(
+        self, records: list[ConsumerRecord], parsed: list[Parsed], outcomes: list[tuple[ConsumerRecord, str, str]]
+    ) -> None:
+        for record, event_type, outcome in outcomes:
+            metrics.EVENTS_CONSUMED.labels(self.service, record.topic, event_type, outcome).inc()
+            if outcome == "duplicate":
+                log.info("duplicate event ignored", topic=record.topic, partition=record.partition,
+                         offset=record.offset, event_type=event_type)
+        for record, (envelope, payload, _) in zip(records, parsed, strict=True):
+            if envelope is None:
+                continue
+            if payload is None:
+                metrics.EVENTS_CONSUMED.labels(self.service, record.topic, envelope.type, "skipped_unknown").inc()
+                log.info("event of unknown type or version skipped", topic=record.topic, partition=record.partition,
+                         offset=record.offset, event_id=str(envelope.id), event_type=envelope.type)
+            elif envelope.type not in self.handlers:
+                metrics.EVENTS_CONSUMED.labels(self.service, record.topic, envelope.type, "ignored").inc()
+
+    def _span(self, record: ConsumerRecord, envelope: Envelope):  # noqa: ANN202 - OpenTelemetry's context manager
+        return _tracer.start_as_current_span(
+            f"{record.topic} process {envelope.type}", context=context_from_headers(record.headers or ()),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                        "messaging.consumer.group.name": self.settings.consumer_group,
+                        "messaging.message.id": str(envelope.id), "messaging.kafka.offset": record.offset},
+        )
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
         try:
-            await self.consumer.commit({partition: offset})
+            await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as error:
-            # The partition moved to another member during a rebalance. The
+            # A partition moved to another member during a rebalance. The
             # database already holds the effects and the inbox rows, so the new
             # owner's redelivery is recognised as a duplicate.
-            log.warning("offset commit failed after rebalance", topic=partition.topic,
-                        partition=partition.partition, offset=offset, error=str(error))
+            log.warning("offset commit failed after rebalance",
+                        offsets={f"{partition.topic}[{partition.partition}]": offset for partition, offset in offsets.items()},
+                        error=str(error))
 
     async def _back_off(self) -> None:
         await asyncio.sleep(self._backoff_s)
@@ -186,9 +440,11 @@ class EventConsumer:
 
     # -- one record -------------------------------------------------------------
 
-    async def _apply_record(self, connection: asyncpg.Connection, record: ConsumerRecord) -> _Applied:
+    async def _apply_record(
+        self, connection: asyncpg.Connection, record: ConsumerRecord, parsed: Parsed, first_failure: Exception | None = None
+    ) -> _Applied:
         bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
-        envelope, payload, letter = self._parse(record)
+        envelope, payload, letter = parsed
         event_type = envelope.type if envelope else "unparsed"
         if envelope is not None:
             bound = bound.bind(event_id=str(envelope.id), event_type=envelope.type,
@@ -205,7 +461,7 @@ class EventConsumer:
                 metrics.EVENTS_CONSUMED.labels(self.service, record.topic, event_type, "ignored").inc()
                 return _Applied("ignored")
             assert payload is not None
-            result = await self._apply_with_retries(connection, record, envelope, payload, handler, bound)
+            result = await self._apply_with_retries(connection, record, envelope, payload, handler, bound, first_failure)
             if isinstance(result, str):
                 metrics.EVENTS_CONSUMED.labels(self.service, record.topic, event_type, result).inc()
                 if result == "duplicate":
@@ -218,13 +474,13 @@ class EventConsumer:
         metrics.EVENTS_CONSUMED.labels(self.service, record.topic, event_type, "dead_lettered").inc()
         return _Applied("dead_lettered")
 
-    def _parse(self, record: ConsumerRecord) -> tuple[Envelope | None, EventPayload | None, DeadLetter | None]:
+    def _parse(self, record: ConsumerRecord) -> Parsed:
         try:
             return self._parse_checked(record)
         except Exception as error:  # a message must never end the consumer; whatever it is, it is dead-lettered
             return None, None, DeadLetter("invalid_envelope", f"unreadable message: {type(error).__name__}: {error}", 1)
 
-    def _parse_checked(self, record: ConsumerRecord) -> tuple[Envelope | None, EventPayload | None, DeadLetter | None]:
+    def _parse_checked(self, record: ConsumerRecord) -> Parsed:
         if record.value is None:
             return None, None, DeadLetter("invalid_envelope", "message has no value (tombstone)", 1)
         try:
@@ -277,19 +533,20 @@ class EventConsumer:
         payload: EventPayload,
         handler: Handler,
         bound: structlog.stdlib.BoundLogger,
+        first_failure: Exception | None = None,
     ) -> DeadLetter | str:
-        """Apply the event once; return "applied", "duplicate" or the DeadLetter to send."""
+        """Apply the event once; return "applied", "duplicate" or the DeadLetter to send.
+
+        A `first_failure` is taken as the outcome of the first attempt, which
+        the all-at-once path already made.
+        """
         last_error: BaseException | None = None
-        parent = context_from_headers(record.headers or ())
         for attempt in range(1, self.settings.max_attempts + 1):
             started = time.perf_counter()
             try:
-                with _tracer.start_as_current_span(
-                    f"{record.topic} process {envelope.type}", context=parent, kind=SpanKind.CONSUMER,
-                    attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
-                                "messaging.consumer.group.name": self.settings.consumer_group,
-                                "messaging.message.id": str(envelope.id), "messaging.kafka.offset": record.offset},
-                ):
+                if attempt == 1 and first_failure is not None:
+                    raise first_failure
+                with self._span(record, envelope):
                     async with connection.transaction():  # a savepoint inside the batch transaction
                         # A concurrent owner of the partition (during a rebalance) blocks
                         # this insert until it commits; then the conflict marks a duplicate.

@@ -1,6 +1,7 @@
 """The unit of work a handler or an HTTP route gets: one connection in one transaction."""
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,7 +11,7 @@ import structlog
 from medgov_shared.clock import Clock
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope
-from medgov_shared.messaging.outbox import Outbox
+from medgov_shared.messaging.outbox import Outbox, StagedEvent
 
 
 class RejectEvent(Exception):
@@ -33,6 +34,12 @@ class HandlerContext:
     incoming: Envelope | None = None
     correlation_id: uuid.UUID | None = None
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("medgov.handler"))
+    # When set, emitted events are collected here and the consumer inserts the
+    # whole poll batch's events at once; otherwise each emit inserts its row.
+    staged: list[StagedEvent] | None = None
+    # The trace context of the incoming event, for the events a batch handler
+    # emits outside that event's span. None means the current trace context.
+    trace_headers: dict[str, str] | None = None
     _emitted: int = 0
 
     def now(self) -> datetime:
@@ -58,17 +65,36 @@ class HandlerContext:
             event_id = uuid.uuid5(self.incoming.id, f"{self._emitted}:{payload.event_type}:{payload.key}")
         self._emitted += 1
         correlation = self.correlation_id or (self.incoming.correlationid if self.incoming else None)
-        envelope = await self.outbox.add(
-            self.connection,
-            payload,
-            correlation_id=correlation,
-            causation_id=self.incoming.id if self.incoming else None,
-            event_id=event_id,
-            time=time or self.now(),
-            topic=topic,
-            region=region,
-        )
+        options = {
+            "correlation_id": correlation, "causation_id": self.incoming.id if self.incoming else None,
+            "event_id": event_id, "time": time or self.now(), "topic": topic, "region": region,
+        }
+        if self.staged is None:
+            envelope = await self.outbox.add(self.connection, payload, **options)
+        else:
+            staged = self.outbox.stage(payload, **options, trace_headers=self.trace_headers)
+            self.staged.append(staged)
+            envelope = staged.envelope
         if self.correlation_id is None:
             # Later events of the same unit of work share the first one's flow id.
             self.correlation_id = envelope.correlationid
         return envelope
+
+
+@dataclass(frozen=True)
+class BatchableHandler:
+    """A handler that can also apply many events of its type at once, with set-based SQL.
+
+    The consumer calls `many` with consecutive new events of one poll batch
+    and partition (each with its own context, all on one connection) and
+    `one` otherwise. When `many` raises, its writes are rolled back and the
+    same events are applied again through `one`, one at a time, so `many`
+    may raise for any event it cannot apply and leave the sorting of the
+    failure to `one`.
+    """
+
+    one: Callable[[HandlerContext, EventPayload], Awaitable[None]]
+    many: Callable[[Sequence[tuple[HandlerContext, EventPayload]]], Awaitable[None]]
+
+    async def __call__(self, context: HandlerContext, payload: EventPayload) -> None:
+        await self.one(context, payload)

@@ -1,6 +1,8 @@
 """Transactional outbox: events are written in the same transaction as the state change."""
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -13,6 +15,34 @@ from medgov_shared.observability.tracing import inject_headers
 
 class EventTooLarge(ValueError):
     """The serialized event exceeds the broker's message size limit; the transaction must not commit."""
+
+
+@dataclass(frozen=True)
+class StagedEvent:
+    """One serialized event waiting to be inserted into the outbox, with the trace context of its emitter."""
+
+    envelope: Envelope
+    topic: str
+    value: bytes
+    headers: dict[str, str]
+
+
+# Takes the per-key locks in sorted key order, so two transactions that lock
+# overlapping sets of keys do not deadlock each other.
+_LOCK_KEYS = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) "
+    "FROM (SELECT DISTINCT key FROM unnest($1::text[]) AS key ORDER BY key) AS keys"
+)
+
+# One statement for the whole batch: the insert trigger sends one NOTIFY, and
+# ORDER BY ordinality hands out the positions in the order the events were emitted.
+_INSERT_MANY = (
+    "INSERT INTO outbox (event_id, topic, key, event_type, value, headers) "
+    "SELECT event_id, topic, key, event_type, value, headers::jsonb "
+    "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) "
+    "WITH ORDINALITY AS staged (event_id, topic, key, event_type, value, headers, emitted) "
+    "ORDER BY emitted"
+)
 
 
 class Outbox:
@@ -36,11 +66,29 @@ class Outbox:
         topic: str | None = None,
         region: str | None = None,
     ) -> Envelope:
-        """Insert one event; call inside the transaction that makes the state change.
+        """Insert one event; call inside the transaction that makes the state change."""
+        staged = self.stage(
+            payload, correlation_id=correlation_id, causation_id=causation_id, event_id=event_id,
+            time=time, topic=topic, region=region,
+        )
+        await self.insert(connection, [staged])
+        return staged.envelope
 
-        The per-key advisory lock makes rows of one key commit in position
-        order, so the relay (which reads by position) never publishes a later
-        event of a key before an earlier one that was still uncommitted.
+    def stage(
+        self,
+        payload: EventPayload,
+        *,
+        correlation_id: uuid.UUID | None = None,
+        causation_id: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
+        time: datetime | None = None,
+        topic: str | None = None,
+        region: str | None = None,
+        trace_headers: dict[str, str] | None = None,
+    ) -> StagedEvent:
+        """Wrap and serialize one event without writing it; raise EventTooLarge when the broker would reject it.
+
+        `trace_headers` defaults to the current trace context.
         """
         envelope = wrap(
             payload,
@@ -57,17 +105,27 @@ class Outbox:
                 f"{payload.event_type} for key {payload.key!r} is {len(value)} bytes, over the "
                 f"{self.max_message_bytes}-byte limit of the broker; split it into smaller events"
             )
-        await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", envelope.subject)
+        return StagedEvent(envelope, topic or self.topic, value, inject_headers() if trace_headers is None else trace_headers)
+
+    async def insert(self, connection: asyncpg.Connection, staged: Sequence[StagedEvent]) -> None:
+        """Insert staged events in their order; call inside the transaction that made the state change.
+
+        The per-key advisory locks make rows of one key commit in position
+        order, so the relay (which reads by position) never publishes a later
+        event of a key before an earlier one that was still uncommitted.
+        """
+        if not staged:
+            return
+        await connection.execute(_LOCK_KEYS, [item.envelope.subject for item in staged])
         await connection.execute(
-            "INSERT INTO outbox (event_id, topic, key, event_type, value, headers) VALUES ($1, $2, $3, $4, $5, $6)",
-            envelope.id,
-            topic or self.topic,
-            envelope.subject,
-            envelope.type,
-            value,
-            inject_headers(),
+            _INSERT_MANY,
+            [item.envelope.id for item in staged],
+            [item.topic for item in staged],
+            [item.envelope.subject for item in staged],
+            [item.envelope.type for item in staged],
+            [item.value for item in staged],
+            [orjson.dumps(item.headers).decode() for item in staged],
         )
-        return envelope
 
 
 def decode_value(value: bytes) -> dict:
