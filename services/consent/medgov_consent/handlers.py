@@ -1,5 +1,6 @@
 """Handlers of the events the consent service consumes: hospitals' inbound commands, the catalog's datasets, the review service's grants."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from medgov_shared.contracts.events.catalog import DatasetPublished, DatasetRegistered, DatasetSubjectsAdded, DatasetWithdrawn
@@ -13,7 +14,7 @@ from medgov_shared.contracts.events.review import (
 )
 from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.messaging.consumer import Handler
-from medgov_shared.messaging.context import HandlerContext, RejectEvent
+from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent
 
 from medgov_consent.commands import consents, projections
 from medgov_consent.domain.errors import ConsentRejected, NotConsentRecorder
@@ -28,22 +29,21 @@ def build_handlers(acknowledge_within: timedelta) -> dict[str, Handler]:
     """Return one handler per consumed event type."""
 
     async def record_consent(context: HandlerContext, payload: RecordConsent) -> None:
-        _require_hospital(payload.institution_id, payload.event_type)
-        assert context.incoming is not None
+        request = _consent_to_record(context, payload)
         try:
-            policy = read_fhir_consent(payload.fhir_consent)
             await consents.record_consent(
-                context,
-                subject=payload.subject,
-                consent_id=payload.consent_id,
-                institution_id=payload.institution_id,
-                channel="fhir",
-                policy=policy,
-                granted_at=policy.given_at or context.incoming.time,
+                context, subject=request.subject, consent_id=request.consent_id, institution_id=request.institution_id,
+                channel=request.channel, policy=request.policy, granted_at=request.granted_at,
                 acknowledge_within=acknowledge_within,
             )
         except ConsentRejected as error:
             raise RejectEvent(f"RecordConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
+
+    async def record_many_consents(items: Sequence[tuple[HandlerContext, RecordConsent]]) -> None:
+        # Any rejection or a repeated subject raises, and the runtime then
+        # applies these events one at a time through record_consent.
+        requests = [_consent_to_record(context, payload) for context, payload in items]
+        await consents.record_consents(requests, acknowledge_within)
 
     async def revoke_consent(context: HandlerContext, payload: RevokeConsent) -> None:
         _require_hospital(payload.institution_id, payload.event_type)
@@ -75,7 +75,7 @@ def build_handlers(acknowledge_within: timedelta) -> dict[str, Handler]:
         await projections.access_ended(context, payload.grant_id, payload.expired_at, "expired")
 
     handlers: dict[str, Handler] = {
-        RecordConsent.event_type: record_consent,
+        RecordConsent.event_type: BatchableHandler(one=record_consent, many=record_many_consents),
         RevokeConsent.event_type: revoke_consent,
         DatasetRegistered.event_type: projections.dataset_registered,
         DatasetSubjectsAdded.event_type: dataset_subjects_added,
@@ -88,6 +88,20 @@ def build_handlers(acknowledge_within: timedelta) -> dict[str, Handler]:
         AccessExpired.event_type: access_expired,
     }
     return handlers
+
+
+def _consent_to_record(context: HandlerContext, payload: RecordConsent) -> consents.ConsentToRecord:
+    """Check the sender and read the FHIR Consent; raise RejectEvent when either is unacceptable."""
+    _require_hospital(payload.institution_id, payload.event_type)
+    assert context.incoming is not None
+    try:
+        policy = read_fhir_consent(payload.fhir_consent)
+    except ConsentRejected as error:
+        raise RejectEvent(f"RecordConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
+    return consents.ConsentToRecord(
+        context, payload.subject, payload.consent_id, payload.institution_id, "fhir", policy,
+        policy.given_at or context.incoming.time,
+    )
 
 
 def _require_hospital(institution_id: str, event_type: str) -> None:

@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse
 
 from medgov_consent.api.common import institution_card, reject, service_of, settings_of, unit_of_work
 from medgov_consent.domain.policy import KOREA_STANDARD_TIME
-from medgov_consent.domain.transparency import opt_out_rates
-from medgov_consent.repository import histories
+from medgov_consent.domain.transparency import cells_from_counts, month_end
+from medgov_consent.repository import views
 
 router = APIRouter(tags=["transparency"])
 
@@ -55,10 +55,14 @@ async def read_opt_out_rates(
     """Return the share of subjects who opted out, per hospital and month, with small cells suppressed."""
     settings = settings_of(request)
     month_list = _last_months(service_of(request).clock.now().astimezone(KOREA_STANDARD_TIME).date(), months)
+    month_ends = {month_end(month): month for month in month_list}
     async with unit_of_work(request, "GET /v1/public/opt-out-rates") as context:
-        subjects = await histories.all_subjects(context.connection)
-        loaded = await histories.load_histories(context.connection, subjects)
-    cells = opt_out_rates(loaded.values(), month_list, minimum_cell=settings.opt_out_minimum_cell)
+        # Counted in PostgreSQL, because loading every history took about 30 s at
+        # 14,000 subjects. The query takes about 0.2 s there for 12 months (2-core machine).
+        institutions = await views.institutions_with_directives(context.connection)
+        rows = await views.opt_out_counts(context.connection, list(month_ends))
+    counts = {(row["institution_id"], month_ends[row["month_end"]]): (row["subjects"], row["opted_out"]) for row in rows}
+    cells = cells_from_counts(institutions, month_list, counts, minimum_cell=settings.opt_out_minimum_cell)
     return {
         "minimum_cell": settings.opt_out_minimum_cell,
         "months": [month.isoformat()[:7] for month in month_list],

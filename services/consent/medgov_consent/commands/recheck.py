@@ -11,6 +11,10 @@ async def recheck_subject(context: HandlerContext, history: ConsentHistory) -> i
     """Store the subject's active grants that no longer match its consents; return how many."""
     connection = context.connection
     dataset_ids = await projections.datasets_of_subject(connection, history.subject)
+    if not dataset_ids:
+        # Mismatches are stored only for members of a dataset, and membership
+        # rows are never deleted, so a subject in no dataset has none to replace.
+        return 0
     mismatches = fanout.recheck_subject(
         history,
         subject_dataset_ids=dataset_ids,

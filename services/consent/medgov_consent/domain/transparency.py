@@ -7,7 +7,7 @@ included), or a consent that permits nothing. Cells with fewer subjects than `mi
 so that a figure never describes a handful of identifiable people.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 
@@ -49,14 +49,27 @@ def opt_out_rates(
     """Return one cell per hospital with recorded consents and per month, ordered by hospital then month."""
     states = [_states_by_institution(history) for history in histories]
     institutions = sorted({institution for state in states for institution in state})
-    cells = []
+    counts: dict[tuple[str, date], tuple[int, int]] = {}
     for institution in institutions:
+        counted = [state[institution] for state in states if institution in state]
         for month in months:
-            month_end = _month_end(month, zone)
-            counted = [state[institution] for state in states if institution in state]
-            statuses = [_status(directives, month_end) for directives in counted]
-            subjects = sum(status is not None for status in statuses)
-            opted_out = sum(status is True for status in statuses)
+            statuses = [_status(directives, month_end(month, zone)) for directives in counted]
+            counts[institution, month] = (sum(status is not None for status in statuses), sum(status is True for status in statuses))
+    return cells_from_counts(institutions, months, counts, minimum_cell=minimum_cell)
+
+
+def cells_from_counts(
+    institutions: Sequence[str],
+    months: Sequence[date],
+    counts: Mapping[tuple[str, date], tuple[int, int]],
+    *,
+    minimum_cell: int = DEFAULT_MINIMUM_CELL,
+) -> list[OptOutCell]:
+    """Build one cell per hospital and month from (subjects, opted out) counts; a missing count means no subjects."""
+    cells = []
+    for institution in sorted(institutions):
+        for month in months:
+            subjects, opted_out = counts.get((institution, month), (0, 0))
             if subjects < minimum_cell:
                 cells.append(OptOutCell(institution, month, None, None))
             else:
@@ -97,6 +110,7 @@ def _sequence(item: Directive) -> int:
     return item.sequence
 
 
-def _month_end(month: date, zone: tzinfo) -> datetime:
+def month_end(month: date, zone: tzinfo = KOREA_STANDARD_TIME) -> datetime:
+    """Return the first instant after `month` in `zone`."""
     following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
     return datetime.combine(following, time(), zone)

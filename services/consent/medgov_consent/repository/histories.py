@@ -1,6 +1,6 @@
 """Consent histories in PostgreSQL: one locked `subjects` row per subject, its consents, revocations and parked revocations."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,18 +32,36 @@ def _scope_from_json(value: dict[str, Any] | None) -> ConsentScope | None:
     return ConsentScope.model_validate(value) if value is not None else None
 
 
-async def lock_subject(connection: asyncpg.Connection, subject: str, now: datetime) -> None:
-    """Create the subject's row if needed and lock it until the transaction ends."""
-    await connection.execute(
-        "INSERT INTO subjects (subject, updated_at) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING", subject, now
+async def lock_subject(connection: asyncpg.Connection, subject: str, now: datetime) -> bool:
+    """Create the subject's row if needed and lock it until the transaction ends; return True if it was created.
+
+    One statement: ON CONFLICT DO UPDATE locks an existing row even when it
+    was committed after this statement's snapshot, which a separate SELECT
+    ... FOR UPDATE would need a second round trip for. `xmax = 0` holds only
+    for a row this statement inserted.
+    """
+    return await connection.fetchval(
+        "INSERT INTO subjects (subject, updated_at) VALUES ($1, $2) "
+        "ON CONFLICT (subject) DO UPDATE SET updated_at = subjects.updated_at RETURNING xmax = 0",
+        subject,
+        now,
     )
-    await connection.execute("SELECT 1 FROM subjects WHERE subject = $1 FOR UPDATE", subject)
 
 
-async def lock_subjects(connection: asyncpg.Connection, subjects: Iterable[str], now: datetime) -> None:
-    # Sorted, so two transactions that lock overlapping sets take the locks in one order.
-    for subject in sorted(set(subjects)):
-        await lock_subject(connection, subject, now)
+async def lock_subjects(connection: asyncpg.Connection, subjects: Iterable[str], now: datetime) -> dict[str, bool]:
+    """Create the subjects' rows where needed and lock them all in one statement; return which rows were created.
+
+    The rows are inserted, and so locked, in sorted order, so two
+    transactions that lock overlapping sets take the locks in one order.
+    """
+    rows = await connection.fetch(
+        "INSERT INTO subjects (subject, updated_at) "
+        "SELECT subject, $2 FROM unnest($1::text[]) AS subject ORDER BY subject "
+        "ON CONFLICT (subject) DO UPDATE SET updated_at = subjects.updated_at RETURNING subject, xmax = 0 AS created",
+        sorted(set(subjects)),
+        now,
+    )
+    return {row["subject"]: row["created"] for row in rows}
 
 
 async def subject_known(connection: asyncpg.Connection, subject: str) -> bool:
@@ -94,33 +112,44 @@ async def all_subjects(connection: asyncpg.Connection) -> list[str]:
 
 async def save_history(connection: asyncpg.Connection, before: ConsentHistory, after: ConsentHistory, now: datetime) -> None:
     """Write what changed between two versions of a subject's history; the caller holds the subject's lock."""
-    if after == before:
+    await save_histories(connection, [(before, after)], now)
+
+
+async def save_histories(
+    connection: asyncpg.Connection, changes: Sequence[tuple[ConsentHistory, ConsentHistory]], now: datetime
+) -> None:
+    """Write what changed between the two versions of each subject's history, one statement per kind of row.
+
+    The caller holds every subject's lock.
+    """
+    changed = [(before, after) for before, after in changes if after != before]
+    if not changed:
         return
-    previous = {record.consent_id: record for record in before.consents}
-    for record in after.consents:
-        if previous.get(record.consent_id) != record:
-            await _upsert_consent(connection, after.subject, record, now)
+    consents = [
+        _consent_row(after.subject, record, now)
+        for before, after in changed
+        for record in after.consents
+        if before.consent(record.consent_id) != record
+    ]
+    revocations = [
+        _revocation_row(after.subject, applied, now)
+        for before, after in changed
+        for applied in after.revocations[len(before.revocations) :]
+    ]
+    reparked = [after for before, after in changed if after.parked != before.parked]
 
-    for applied in after.revocations[len(before.revocations) :]:
-        await _insert_revocation(connection, after.subject, applied, now)
-
-    if after.parked != before.parked:
-        await connection.execute("DELETE FROM parked_revocations WHERE subject = $1", after.subject)
-        for revocation in after.parked:
-            await connection.execute(
-                "INSERT INTO parked_revocations (subject, consent_id, institution_id, channel, effective_at, scope, parked_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                after.subject,
-                revocation.consent_id,
-                revocation.institution_id,
-                revocation.channel,
-                revocation.effective_at,
-                _scope_to_json(revocation.scope),
-                now,
-            )
-
-    await connection.execute(
-        "UPDATE subjects SET next_sequence = $2, updated_at = $3 WHERE subject = $1", after.subject, after.next_sequence, now
+    if consents:
+        await connection.executemany(_UPSERT_CONSENT, consents)
+    if revocations:
+        await connection.executemany(_INSERT_REVOCATION, revocations)
+    if reparked:
+        await connection.execute("DELETE FROM parked_revocations WHERE subject = ANY($1::text[])", [after.subject for after in reparked])
+        parked = [_parked_row(after.subject, revocation, now) for after in reparked for revocation in after.parked]
+        if parked:
+            await connection.executemany(_INSERT_PARKED, parked)
+    await connection.executemany(
+        "UPDATE subjects SET next_sequence = $2, updated_at = $3 WHERE subject = $1",
+        [(after.subject, after.next_sequence, now) for _, after in changed],
     )
 
 
@@ -150,17 +179,30 @@ async def mark_fanned_out(connection: asyncpg.Connection, subject: str, now: dat
     )
 
 
-async def _upsert_consent(connection: asyncpg.Connection, subject: str, record: ConsentRecord, now: datetime) -> None:
-    await connection.execute(
-        """
-        INSERT INTO consents (subject, consent_id, institution_id, channel, policy, permitted_scope,
-                              granted_at, sequence, withdrawn_at, recorded_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT (subject, consent_id) DO UPDATE SET
-            institution_id = EXCLUDED.institution_id, channel = EXCLUDED.channel, policy = EXCLUDED.policy,
-            permitted_scope = EXCLUDED.permitted_scope, granted_at = EXCLUDED.granted_at,
-            sequence = EXCLUDED.sequence, withdrawn_at = EXCLUDED.withdrawn_at, recorded_at = EXCLUDED.recorded_at
-        """,
+_UPSERT_CONSENT = """
+    INSERT INTO consents (subject, consent_id, institution_id, channel, policy, permitted_scope,
+                          granted_at, sequence, withdrawn_at, recorded_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (subject, consent_id) DO UPDATE SET
+        institution_id = EXCLUDED.institution_id, channel = EXCLUDED.channel, policy = EXCLUDED.policy,
+        permitted_scope = EXCLUDED.permitted_scope, granted_at = EXCLUDED.granted_at,
+        sequence = EXCLUDED.sequence, withdrawn_at = EXCLUDED.withdrawn_at, recorded_at = EXCLUDED.recorded_at
+"""
+
+_INSERT_REVOCATION = """
+    INSERT INTO revocations (subject, sequence, consent_id, institution_id, channel, standalone,
+                             requested_effective_at, requested_scope, denied_scope, effective_at, recorded_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+
+_INSERT_PARKED = """
+    INSERT INTO parked_revocations (subject, consent_id, institution_id, channel, effective_at, scope, parked_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+
+def _consent_row(subject: str, record: ConsentRecord, now: datetime) -> tuple:
+    return (
         subject,
         record.consent_id,
         record.institution_id,
@@ -174,14 +216,9 @@ async def _upsert_consent(connection: asyncpg.Connection, subject: str, record: 
     )
 
 
-async def _insert_revocation(connection: asyncpg.Connection, subject: str, applied: AppliedRevocation, now: datetime) -> None:
+def _revocation_row(subject: str, applied: AppliedRevocation, now: datetime) -> tuple:
     revocation = applied.revocation
-    await connection.execute(
-        """
-        INSERT INTO revocations (subject, sequence, consent_id, institution_id, channel, standalone,
-                                 requested_effective_at, requested_scope, denied_scope, effective_at, recorded_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-        """,
+    return (
         subject,
         applied.sequence,
         revocation.consent_id,
@@ -192,6 +229,18 @@ async def _insert_revocation(connection: asyncpg.Connection, subject: str, appli
         _scope_to_json(revocation.scope),
         _scope_to_json(applied.denied),
         applied.effective_at,
+        now,
+    )
+
+
+def _parked_row(subject: str, revocation: Revocation, now: datetime) -> tuple:
+    return (
+        subject,
+        revocation.consent_id,
+        revocation.institution_id,
+        revocation.channel,
+        revocation.effective_at,
+        _scope_to_json(revocation.scope),
         now,
     )
 

@@ -137,6 +137,14 @@ async def datasets_of_subject(connection: asyncpg.Connection, subject: str) -> l
     return [row["dataset_id"] for row in rows]
 
 
+async def subjects_in_datasets(connection: asyncpg.Connection, subjects: Iterable[str]) -> set[str]:
+    """Return those of `subjects` that belong to at least one dataset."""
+    rows = await connection.fetch(
+        "SELECT DISTINCT subject FROM dataset_subjects WHERE subject = ANY($1::text[])", sorted(set(subjects))
+    )
+    return {row["subject"] for row in rows}
+
+
 async def members_of(connection: asyncpg.Connection, dataset_id: str) -> list[str]:
     rows = await connection.fetch("SELECT subject FROM dataset_subjects WHERE dataset_id = $1 ORDER BY subject", dataset_id)
     return [row["subject"] for row in rows]

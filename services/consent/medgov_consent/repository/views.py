@@ -1,5 +1,7 @@
 """Read models of the transparency dashboard: a patient's datasets, the projects that used them, consents and revocations."""
 
+from datetime import datetime
+
 import asyncpg
 
 
@@ -60,3 +62,48 @@ async def patient_revocations(connection: asyncpg.Connection, subject: str) -> l
             subject,
         )
     )
+
+
+# Each directive of a subject at a hospital: a consent (an opt-out when it
+# permits nothing, which the stored permitted_scope marks as NULL) or a
+# revocation, which counts for the hospital of the consent it revokes.
+_DIRECTIVES = """
+    SELECT subject, institution_id, granted_at AS effective_at, sequence, permitted_scope IS NULL AS opted_out
+    FROM consents
+    UNION ALL
+    SELECT r.subject, coalesce(c.institution_id, r.institution_id), r.effective_at, r.sequence, true
+    FROM revocations r LEFT JOIN consents c ON c.subject = r.subject AND c.consent_id = r.consent_id
+"""
+
+
+async def opt_out_counts(connection: asyncpg.Connection, month_ends: list[datetime]) -> list[asyncpg.Record]:
+    """Count, per hospital and month end, the subjects with a directive there before it and those opted out.
+
+    A subject's status at a month end is its latest directive at the hospital
+    before that instant, by effective time and then by recording sequence.
+    Rows: institution_id, month_end, subjects, opted_out; hospitals without
+    any subject before a month end have no row for it.
+    """
+    return list(
+        await connection.fetch(
+            f"""
+            WITH directives AS ({_DIRECTIVES}),
+            latest AS (
+                SELECT DISTINCT ON (months.month_end, d.institution_id, d.subject)
+                       months.month_end, d.institution_id, d.opted_out
+                FROM unnest($1::timestamptz[]) AS months (month_end)
+                JOIN directives d ON d.effective_at < months.month_end
+                ORDER BY months.month_end, d.institution_id, d.subject, d.effective_at DESC, d.sequence DESC
+            )
+            SELECT institution_id, month_end, count(*) AS subjects, count(*) FILTER (WHERE opted_out) AS opted_out
+            FROM latest
+            GROUP BY institution_id, month_end
+            """,
+            month_ends,
+        )
+    )
+
+
+async def institutions_with_directives(connection: asyncpg.Connection) -> list[str]:
+    rows = await connection.fetch(f"SELECT DISTINCT institution_id FROM ({_DIRECTIVES}) AS directives ORDER BY 1")
+    return [row["institution_id"] for row in rows]
