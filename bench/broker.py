@@ -11,6 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
+from medgov_shared.contracts.registry import all_topics
+from medgov_shared.messaging.topics import topics_with_dead_letters
+
 from bench.workload import BenchEvent
 
 log = structlog.get_logger("bench")
@@ -32,6 +35,25 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         await admin.create_topics([NewTopic(name, partitions, 1), NewTopic(f"{name}.dlq", 1, 1)])
     except TopicAlreadyExistsError:
         pass
+    finally:
+        await admin.close()
+
+
+async def ensure_registry_topics(bootstrap: str) -> None:
+    """Create the registry's topics and their dead-letter topics where missing, as a service does at start.
+
+    On a new broker the benchmark produces before any service has started.
+    """
+    wanted = dict(topics_with_dead_letters(all_topics()))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name, partitions in wanted.items() if name not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    except TopicAlreadyExistsError:
+        pass  # a service created some of them at the same moment
     finally:
         await admin.close()
 
@@ -136,6 +158,8 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
 
 async def start_group_at(bootstrap: str, group_id: str, offsets: dict[TopicPartition, int]) -> None:
     """Commit `offsets` for a group that has no member yet, so its first member starts there."""
+    if not offsets:
+        return
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -26,6 +26,14 @@ async def create_database(name: str) -> str:
     return database_url(maintenance_url(), name)
 
 
+async def server_version() -> str:
+    connection = await asyncpg.connect(maintenance_url())
+    try:
+        return str(await connection.fetchval("SHOW server_version"))
+    finally:
+        await connection.close()
+
+
 async def drop_database(name: str) -> None:
     """Drop a database this benchmark created; WITH (FORCE) closes connections a killed process left."""
     if not name.startswith("bench_"):

@@ -1,8 +1,18 @@
-"""Reachability of the shared broker and database, which other people's chaos runs may restart during a benchmark."""
+"""The broker and database a benchmark runs on: the shared pair or a private one, and whether they answer.
+
+Other people's test runs share the pair in var/local.env: they restart it,
+and the topics they leave behind (thousands of medgov.test-* and t-*
+inbound topics) are all matched by the services' inbound subscription and
+fill the broker's heap. A private pair, started by the local launcher with
+its own ports and state directory, has only the registry's topics.
+"""
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import structlog
@@ -13,6 +23,15 @@ log = structlog.get_logger("bench")
 
 # Errors that mean the broker or the database is away, not that the benchmark or a service is wrong.
 UNREACHABLE = (KafkaError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+
+
+# The launcher's default ports plus 30000, apart from the shared pair and the chaos runs' pairs.
+PRIVATE_PORTS = {
+    "MEDGOV_KAFKA_PORT": "49092",
+    "MEDGOV_KAFKA_SASL_PORT": "49093",
+    "MEDGOV_KAFKA_CONTROLLER_PORT": "49094",
+    "MEDGOV_POSTGRES_PORT": "45432",
+}
 
 
 class InfrastructureDisturbed(RuntimeError):
@@ -47,3 +66,36 @@ async def wait_until_reachable(timeout_s: float = 900.0) -> None:
         log.warning("waiting for the broker and database", problem=problem)
         await asyncio.sleep(10)
         problem = await reachable()
+
+
+def private_ports(ports: str | None) -> dict[str, str]:
+    """Map "KAFKA,SASL,CONTROLLER,POSTGRES" port numbers to the launcher's variables; None gives PRIVATE_PORTS."""
+    if ports is None:
+        return dict(PRIVATE_PORTS)
+    numbers = [item.strip() for item in ports.split(",")]
+    if len(numbers) != len(PRIVATE_PORTS) or not all(item.isdigit() for item in numbers):
+        raise ValueError(f"--private-ports must be four port numbers (Kafka, SASL, controller, PostgreSQL), got {ports!r}")
+    return dict(zip(PRIVATE_PORTS, numbers, strict=True))
+
+
+@contextlib.contextmanager
+def private_pair(var_dir: Path, ports: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Start a private Kafka broker and PostgreSQL server for the benchmark, point this process at them, stop them after.
+
+    The services started afterwards inherit KAFKA_BOOTSTRAP_SERVERS and
+    DATABASE_URL from this process's environment.
+    """
+    from medgov_cli.chaos.infrastructure import private_pair as launcher_pair
+
+    saved = {name: os.environ.get(name) for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    with launcher_pair(var_dir, ports or PRIVATE_PORTS, remove_state=True) as pair:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = pair.kafka_bootstrap_servers
+        os.environ["DATABASE_URL"] = pair.database_url
+        try:
+            yield {"kafka_bootstrap_servers": pair.kafka_bootstrap_servers, "database_url": pair.database_url}
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

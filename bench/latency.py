@@ -75,6 +75,8 @@ class CommitWatcher:
         self.database_name = database_name
         self.pending: set[uuid.UUID] = set()
         self.committed_at: dict[uuid.UUID, float] = {}
+        self.dead_lettered: set[uuid.UUID] = set()
+        self._dead_letters_checked_at = 0.0
         self._wake = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
@@ -109,6 +111,20 @@ class CommitWatcher:
             for row in rows:
                 self.pending.discard(row["event_id"])
                 self.committed_at[row["event_id"]] = queried_at
+            if queried_at - self._dead_letters_checked_at > 1.0:
+                await self._collect_dead_letters()
+                self._dead_letters_checked_at = queried_at
+
+    async def _collect_dead_letters(self) -> None:
+        """Stop waiting for events the service dead-lettered; the gate reports them as lost, with the reason."""
+        assert self._connection is not None
+        rows = await self._connection.fetch(
+            "SELECT event_id FROM dead_letters WHERE event_id = ANY($1::text[])", [str(event_id) for event_id in self.pending]
+        )
+        for row in rows:
+            event_id = uuid.UUID(row["event_id"])
+            self.pending.discard(event_id)
+            self.dead_lettered.add(event_id)
 
 
 class ExclusionTail:
@@ -252,13 +268,18 @@ async def _produce(bootstrap: str, events: Sequence[BenchEvent]) -> None:
 
 
 async def _wait_until_observed(watcher: CommitWatcher, tail: ExclusionTail, revoking: Sequence[BenchEvent], *, timeout_s: float) -> None:
+    """Wait until every event is committed or dead-lettered and every applied revocation reached its grants."""
     deadline = time.monotonic() + timeout_s
-    while watcher.pending or len(tail.completed_at) < len(revoking):
+
+    def fanning_out() -> int:
+        applied = [event for event in revoking if event.event_id not in watcher.dead_lettered]
+        return sum(1 for event in applied if _subject(event) not in tail.completed_at)
+
+    while watcher.pending or fanning_out():
         if time.monotonic() > deadline:
             raise ArmFailed(
-                f"latency run: {len(watcher.pending)} events not committed and "
-                f"{len(revoking) - len(tail.completed_at)} revocations without all {GRANTS_PER_SUBJECT} exclusions "
-                f"{timeout_s:.0f} s after the last send"
+                f"latency run: {len(watcher.pending)} events neither committed nor dead-lettered and {fanning_out()} "
+                f"revocations without all {GRANTS_PER_SUBJECT} exclusions {timeout_s:.0f} s after the last send"
             )
         await asyncio.sleep(0.2)
 

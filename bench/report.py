@@ -63,6 +63,7 @@ def total_gate(results: Sequence[ArmResult], latencies: Sequence[LatencyResult],
 def environment() -> dict[str, object]:
     import aiokafka
     import asyncpg
+    import pydantic
 
     return {
         "nproc": str(os.cpu_count()),
@@ -71,6 +72,7 @@ def environment() -> dict[str, object]:
         "python": platform.python_version(),
         "aiokafka": aiokafka.__version__,
         "asyncpg": asyncpg.__version__,
+        "pydantic": pydantic.VERSION,
         "kafka": _kafka_version(),
         "kernel": platform.release(),
     }

@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import structlog  # noqa: E402
 
-from bench import arms, broker, infrastructure, latency, report, services, workload  # noqa: E402
+from bench import arms, broker, database, infrastructure, latency, report, services, workload  # noqa: E402
 from bench.arms import ArmResult  # noqa: E402
 from bench.infrastructure import UNREACHABLE, InfrastructureDisturbed  # noqa: E402
 from bench.latency import LatencyResult  # noqa: E402
+from medgov_cli.chaos.infrastructure import ChaosSetupError  # noqa: E402
 from medgov_shared.observability.logging import configure_logging  # noqa: E402
 
 log = structlog.get_logger("bench")
@@ -49,6 +50,7 @@ BASELINES = ("b1", "b2", "b3")
 ALL_ARMS = (*BASELINES, "consent", "review", "catalog", "grants")
 LOAD_FRACTIONS = (0.25, 0.50, 0.75)
 SCALING_PARTITIONS = 4
+PRIVATE_STATE = workload.REPO_ROOT / "var" / "bench" / "infrastructure"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +69,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-eps", type=float, help="Consent events/s that 100%% load means; measured when not given.")
     parser.add_argument("--skip-latency", action="store_true", help="Leave out the latency phase.")
     parser.add_argument("--skip-scaling", action="store_true", help="Leave out the scaling phase.")
+    parser.add_argument(
+        "--shared-infrastructure",
+        action="store_true",
+        help="Use the Kafka broker and PostgreSQL server named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL instead of "
+        "starting a private pair (ports 49092-49094 and 45432, state in var/bench/infrastructure).",
+    )
+    parser.add_argument(
+        "--private-state", type=Path, default=PRIVATE_STATE,
+        help="State folder of the private pair, deleted after the run (default var/bench/infrastructure).",
+    )
+    parser.add_argument(
+        "--private-ports",
+        help="Ports of the private pair as KAFKA,SASL,CONTROLLER,POSTGRES (default 49092,49093,49094,45432). "
+        "Two runs at once need different ports and state folders, or the first to finish stops the other's pair.",
+    )
     parser.add_argument("--output", type=Path, help="Folder for results.json and the process logs (default var/bench/<UTC time>).")
     args = parser.parse_args(argv)
 
@@ -85,10 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def require_environment() -> None:
-    missing = [name for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") if not os.environ.get(name)]
-    if missing:
-        raise SystemExit(f"{', '.join(missing)} not set; run `make up` and source var/local.env, or use `make bench`")
+def require_environment(args: argparse.Namespace) -> None:
     for path in (workload.BASIC_CONSENT, workload.MII_CONSENT):
         if not path.exists():
             raise SystemExit(f"sample file {path} not found; set MEDGOV_SAMPLE_DATA to the shared data folder")
@@ -104,6 +118,7 @@ class Bench:
         self.scaling: list[ArmResult] = []
         self.failures: list[str] = []
         self.census: dict[str, int] = {}
+        self.postgresql_version = "unknown"
 
     # -- throughput ------------------------------------------------------------------
 
@@ -262,7 +277,7 @@ class Bench:
     def finish(self) -> int:
         gate = report.total_gate(self.results, self.latencies, self.scaling)
         config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(self.args).items()}
-        environment = {**report.environment(), "kafka_topics": self.census}
+        environment = {**report.environment(), "postgresql": self.postgresql_version, "kafka_topics": self.census}
         document = report.to_json(config, environment, self.results, self.latencies, self.scaling, self.failures)
         self.args.output.mkdir(parents=True, exist_ok=True)
         (self.args.output / "results.json").write_text(json.dumps(document, indent=2, default=str))
@@ -288,9 +303,17 @@ async def main_async(args: argparse.Namespace) -> int:
     current = asyncio.current_task()
     assert current is not None
     loop = asyncio.get_running_loop()
+    signalled: list[str] = []
+
+    def interrupt(name: str) -> None:
+        signalled.append(name)
+        current.cancel()
+
     for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, current.cancel)
+        loop.add_signal_handler(signal_number, interrupt, signal.Signals(signal_number).name)
     try:
+        await broker.ensure_registry_topics(bench.bootstrap)
+        bench.postgresql_version = await database.server_version()
         bench.census = await broker.topic_census(
             bench.bootstrap, {f"matched by {name}": spec.pattern for name, spec in services.SERVICES.items()}
         )
@@ -301,7 +324,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if not args.skip_scaling and "consent" in args.arms:
             await bench.scaling_runs()
     except asyncio.CancelledError:
-        bench.failures.append("interrupted; the figures cover the runs finished before the signal")
+        if not signalled:
+            raise
+        bench.failures.append(f"interrupted by {signalled[0]}; the figures cover the runs finished before it")
     return bench.finish()
 
 
@@ -310,8 +335,29 @@ def main() -> None:
     configure_logging(level="INFO", fmt="console")
     # httpx logs every readiness probe at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    require_environment()
-    sys.exit(asyncio.run(main_async(args)))
+    require_environment(args)
+    if args.shared_infrastructure:
+        sys.exit(run_on_shared_pair(args))
+    try:
+        ports = infrastructure.private_ports(args.private_ports)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    log.info("starting a private Kafka broker and PostgreSQL server", state=str(args.private_state), ports=ports)
+    try:
+        with infrastructure.private_pair(args.private_state, ports) as pair:
+            args.infrastructure = f"private pair started for this run ({pair['kafka_bootstrap_servers']})"
+            status = asyncio.run(main_async(args))
+    except ChaosSetupError as error:
+        log.warning("no private pair; running on the shared one", error=str(error))
+        status = run_on_shared_pair(args)
+    sys.exit(status)
+
+
+def run_on_shared_pair(args: argparse.Namespace) -> int:
+    if not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL")):
+        raise SystemExit("KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL are not set; run `make up` and source var/local.env")
+    args.infrastructure = f"shared pair from the environment ({os.environ['KAFKA_BOOTSTRAP_SERVERS']})"
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
