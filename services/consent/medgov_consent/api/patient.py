@@ -15,8 +15,10 @@ from medgov_consent.api.common import institution_card, patient_subject, setting
 from medgov_consent.commands import consents
 from medgov_consent.domain.errors import ConsentRejected, RejectionReason, UnknownConsent, UnknownSubject
 from medgov_consent.domain.history import Revocation
+from medgov_consent.domain.policy import Period
 from medgov_consent.domain.scope import policy_from_scope, validate_scope
 from medgov_consent.repository import histories, views
+from medgov_consent.repository.histories import policy_from_json
 
 router = APIRouter(prefix="/v1/me", tags=["patient"])
 
@@ -202,6 +204,8 @@ def _exclusion(row: Any) -> dict[str, Any] | None:
 
 def _consent(row: Any, now: datetime) -> dict[str, Any]:
     withdrawn_at = row["withdrawn_at"]
+    period = policy_from_json(row["policy"]).root.period
+    state = consent_status(granted_at=row["granted_at"], withdrawn_at=withdrawn_at, period=period, now=now)
     return {
         "consent_id": row["consent_id"],
         "institution": institution_card(row["institution_id"]),
@@ -209,8 +213,22 @@ def _consent(row: Any, now: datetime) -> dict[str, Any]:
         "scope": row["permitted_scope"],
         "granted_at": row["granted_at"].isoformat(),
         "withdrawn_at": withdrawn_at.isoformat() if withdrawn_at else None,
-        "in_force": row["granted_at"] <= now and (withdrawn_at is None or now < withdrawn_at),
+        "period_start": period.start.isoformat() if period and period.start else None,
+        "period_end": period.end.isoformat() if period and period.end else None,
+        "status": state,
+        "in_force": state == "in_force",
     }
+
+
+def consent_status(*, granted_at: datetime, withdrawn_at: datetime | None, period: Period | None, now: datetime) -> str:
+    """Return withdrawn, not_started, expired or in_force, the way evaluation reads the consent's own period."""
+    if withdrawn_at is not None and withdrawn_at <= now:
+        return "withdrawn"
+    if now < granted_at or (period is not None and period.start is not None and now < period.start):
+        return "not_started"
+    if period is not None and period.end is not None and period.end <= now:
+        return "expired"
+    return "in_force"
 
 
 def _revocation(row: Any) -> dict[str, Any]:

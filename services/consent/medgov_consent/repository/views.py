@@ -44,7 +44,7 @@ async def patient_consents(connection: asyncpg.Connection, subject: str) -> list
     return list(
         await connection.fetch(
             """
-            SELECT consent_id, institution_id, channel, permitted_scope, granted_at, withdrawn_at
+            SELECT consent_id, institution_id, channel, policy, permitted_scope, granted_at, withdrawn_at
             FROM consents WHERE subject = $1 ORDER BY granted_at, sequence
             """,
             subject,

@@ -143,7 +143,7 @@ function renderConsents(consents) {
     cell(row, t("channel." + consent.channel));
     cell(row, scopeText(consent.scope));
     cell(row, formatDate(consent.granted_at));
-    cell(row, consent.in_force ? t("status.in_force") : t("status.withdrawn"));
+    cell(row, t("status." + consent.status));
   });
 }
 

@@ -13,13 +13,15 @@ from medgov_shared.contracts.events.inbound import RecordConsent, RevokeConsent
 from medgov_shared.contracts.registry import inbound_topic
 from medgov_shared.messaging.topics import start_groups_at_end
 from medgov_shared.service import Service
-from medgov_shared.testing.services import running, wait_until
+from medgov_shared.testing.services import http_client, running, wait_until
 
 from medgov_consent.domain.fhir_xml import parse_fhir_xml
 from medgov_consent.main import build_service
 from medgov_consent.settings import ConsentSettings
 
-from .conftest import T0, Publisher, Scenario, Topics, new_id, new_subject, outbox_events, wait_for_grant, wait_for_members
+from .conftest import (
+    T0, Publisher, Scenario, Topics, bearer, new_id, new_subject, outbox_events, wait_for_grant, wait_for_members,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +117,41 @@ async def test_bad_commands_are_dead_lettered(inbound_service: Service, publishe
     assert "Organization/f001" in letters[str(sent["unknown_organization"])]
     assert "vendor-medvision, a vendor; only hospitals" in letters[str(sent["from_vendor"])]
     assert await inbound_service.pool.fetchval("SELECT count(*) FROM consents WHERE subject = $1", not_a_consent.subject) == 0
+
+
+async def test_dashboard_reads_each_consent_period(
+    inbound_service: Service, scenario: Scenario, publisher: Publisher, sample_data: Path, jwt_secret: str
+) -> None:
+    patient = scenario.subjects[0]
+    await scenario.publish_dataset()
+    await wait_for_members(inbound_service, scenario.dataset_id, len(scenario.subjects))
+    ended = _load(sample_data / "fhir" / "hl7-r4-examples" / "consent" / "Consent-consent-example-basic.json")
+    ended.pop("patient")
+    commands = {
+        "ended": RecordConsent(institution_id="knuh", subject=patient, consent_id=new_id("cns-knuh"), fhir_consent=ended),
+        "running": RecordConsent(
+            institution_id="knuh", subject=patient, consent_id=new_id("cns-knuh"), fhir_consent=mii_consent(sample_data)
+        ),
+    }
+    for command in commands.values():
+        await publisher.send(inbound_topic("knuh"), command, source="medgov/hospital/knuh")
+    await wait_until(
+        lambda: inbound_service.pool.fetchval("SELECT count(*) = 2 FROM consents WHERE subject = $1", patient),
+        timeout_s=20,
+        message="both consents recorded",
+    )
+
+    async with http_client(inbound_service) as client:
+        response = await client.get("/v1/me", headers=bearer(jwt_secret, roles=["patient"], subject=patient))
+
+    assert response.status_code == 200, response.text
+    shown = {item["consent_id"]: item for item in response.json()["consents"]}
+    # The basic example's period ended on 2016-01-01; the MII consent runs to 2050-08-31 (clock at 2027-03-02).
+    assert shown[commands["ended"].consent_id]["status"] == "expired"
+    assert shown[commands["ended"].consent_id]["in_force"] is False
+    assert shown[commands["ended"].consent_id]["period_end"] == "2016-01-01T15:00:00+00:00"
+    assert shown[commands["running"].consent_id]["status"] == "in_force"
+    assert shown[commands["running"].consent_id]["in_force"] is True
 
 
 @pytest.fixture
