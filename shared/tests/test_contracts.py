@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from medgov_shared import asyncapi
 from medgov_shared.contracts.compatibility import breaking_changes, published_schemas
 from medgov_shared.contracts.envelope import Envelope, wrap
-from medgov_shared.contracts.guards import RRN_PATTERN
+from medgov_shared.contracts.guards import RRN_PATTERN, PersonalDataError, reject_naive_datetimes, reject_personal_data
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.events.inbound import RegisterDataset
 from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
@@ -155,6 +155,28 @@ def test_raw_identifier_field_rejected():
         ConsentRevoked.model_validate(revoked(patient_name="Hong Gildong"))
 
     assert "field 'patient_name' is a raw patient identifier" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": [{"b": "x"}, {"note": "850101-2345678"}]}, "field 'a[1].note' contains"),
+        ([["ok", "850101-2345678"]], "field '[0][1]' contains"),
+        ({"items": [{"patient_id": ["MRN-1"]}]}, "field 'items[0].patient_id' is a raw patient identifier"),
+        ({"codes": ("x", {"patient_id": 7})}, "field 'codes[1].patient_id' is a raw patient identifier"),
+        ({"meta": {"x.patient_id": "7"}}, "field 'meta.x.patient_id' is a raw patient identifier"),
+    ],
+)
+def test_personal_data_path_names_the_field(value, message):
+    with pytest.raises(PersonalDataError) as error:
+        reject_personal_data(value)
+
+    assert message in str(error.value)
+
+
+def test_naive_datetime_path_names_the_field():
+    with pytest.raises(ValueError, match=r"field 'root\.times\[2\]' is a naive datetime"):
+        reject_naive_datetimes({"times": [datetime(2026, 1, 1, tzinfo=UTC), "x", datetime(2026, 1, 1)]}, "root")
 
 
 @pytest.mark.timesensitive

@@ -7,8 +7,7 @@ raw patient identifier.
 """
 
 import re
-from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -56,42 +55,81 @@ class PersonalDataError(ValueError):
     """Raised when a payload carries a direct identifier; the message names the field path."""
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+# A path is rendered only for an error message, so the walk passes it as
+# linked (parent, segment) pairs instead of building a string per node. This
+# check runs on every field of every event, in and out.
+_Path = tuple[Any, str | int] | None
+
+
+def _render(path: _Path) -> str:
+    segments: list[str | int] = []
+    while path is not None:
+        path, segment = path
+        segments.append(segment)
+    text = ""
+    for segment in reversed(segments):
+        if isinstance(segment, int):
+            text += f"[{segment}]"
+        else:
+            text = f"{text}.{segment}" if text else segment
+    return text
+
+
+def _name_of(key: Any) -> str:
+    name = str(key)
+    if "." in name or "[" in name:
+        name = name.rsplit(".", 1)[-1].split("[", 1)[0]
+    return name.lower()
+
+
+def _check_personal(value: Any, path: _Path, name: str) -> None:
     if isinstance(value, BaseModel):  # a payload built in Python nests models, not dicts
         value = value.model_dump()
-    yield path, value
+    if path is not None and name in RAW_IDENTIFIER_FIELDS and isinstance(value, (str, int, dict, list)):
+        raise PersonalDataError(
+            f"field '{_render(path)}' is a raw patient identifier; send the keyed pseudonym "
+            "in 'subject' instead"
+        )
+    if isinstance(value, str):
+        # A keyed pseudonym's hex digest can contain 13 digits that look like an RRN.
+        if RRN_PATTERN.search(value) and not is_pseudonym(value):
+            raise PersonalDataError(
+                f"field '{_render(path)}' contains what looks like a Korean resident registration "
+                "number; remove it before publishing"
+            )
+        return
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
+            _check_personal(item, (path, str(key)), _name_of(key))
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            yield from _walk(item, f"{path}[{index}]")
+            _check_personal(item, (path, index), name)  # a list item is named by the field that holds the list
 
 
-def _field_name(path: str) -> str:
-    return path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+def _check_naive(value: Any, path: _Path) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"field '{_render(path)}' is a naive datetime; give a time zone (UTC expected)")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_naive(item, (path, str(key)))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_naive(item, (path, index))
+
+
+def _root(root: str) -> tuple[_Path, str]:
+    return ((None, root), _name_of(root)) if root else (None, "")
 
 
 def reject_personal_data(value: Any, root: str = "") -> None:
     """Raise PersonalDataError if `value` holds an RRN or a raw identifier field."""
-    for path, item in _walk(value, root):
-        if path and isinstance(item, (str, int, dict, list)) and _field_name(path) in RAW_IDENTIFIER_FIELDS:
-            raise PersonalDataError(
-                f"field '{path}' is a raw patient identifier; send the keyed pseudonym "
-                "in 'subject' instead"
-            )
-        # A keyed pseudonym's hex digest can contain 13 digits that look like an RRN.
-        if isinstance(item, str) and not is_pseudonym(item) and RRN_PATTERN.search(item):
-            raise PersonalDataError(
-                f"field '{path}' contains what looks like a Korean resident registration "
-                "number; remove it before publishing"
-            )
+    _check_personal(value, *_root(root))
 
 
 def reject_naive_datetimes(value: Any, root: str = "") -> None:
     """Raise ValueError naming the first datetime without a time zone."""
-    for path, item in _walk(value, root):
-        if isinstance(item, datetime) and item.tzinfo is None:
-            raise ValueError(f"field '{path}' is a naive datetime; give a time zone (UTC expected)")
-        if isinstance(item, date) and not isinstance(item, datetime):
-            continue
+    _check_naive(value, _root(root)[0])
