@@ -37,7 +37,7 @@ from medgov_shared.messaging.kafka import producer_options
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.messaging.relay import OutboxRelay
 from medgov_shared.messaging.topics import ensure_topics
-from medgov_shared.observability.logging import configure_logging
+from medgov_shared.observability.logging import OutageLog, configure_logging
 from medgov_shared.observability.tracing import configure_tracing, context_from_headers, tracer
 from medgov_shared.settings import ServiceSettings
 from medgov_shared.web.auth import TokenVerifier
@@ -98,6 +98,7 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         self.title = title or f"medgov {settings.service_name}"
         self.pool_size = pool_size
+        self._outage_log = OutageLog(log)
         self.topic = topic_of(settings.service_name).name
         self.outbox = Outbox(
             source=settings.source,
@@ -229,7 +230,8 @@ class Service:
             except asyncio.CancelledError:
                 raise
             except CONNECTION_ERRORS as error:
-                log.warning("job could not reach the database; will retry", job=job.name, error=str(error))
+                self._outage_log.warning("job could not reach the database; will retry", kind=f"job:{job.name}",
+                                         job=job.name, error=str(error))
             except Exception:
                 log.exception("job failed", job=job.name)
             await asyncio.sleep(job.interval_s)
@@ -317,7 +319,8 @@ class Service:
             # While PostgreSQL or Kafka restarts, a caller should retry, not
             # read a bare "Internal Server Error". Nothing was committed: the
             # unit of work rolls back on any exception.
-            log.warning("request failed: backend unavailable", path=request.url.path, error=type(error).__name__)
+            self._outage_log.warning("request failed: backend unavailable", path=request.url.path,
+                                     error=type(error).__name__)
             return JSONResponse(
                 {"detail": f"the service's database or broker is unavailable ({type(error).__name__}); retry later"},
                 status_code=503, headers={"Retry-After": "5"},

@@ -46,6 +46,7 @@ from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS,
 from medgov_shared.messaging.kafka import consumer_options
 from medgov_shared.messaging.outbox import Outbox, StagedEvent
 from medgov_shared.observability import metrics
+from medgov_shared.observability.logging import OutageLog
 from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
 from medgov_shared.settings import ServiceSettings
 
@@ -129,11 +130,16 @@ class EventConsumer:
         self.last_poll_monotonic: float | None = None
         self.last_error: str | None = None
         self._lag_recorded_at = 0.0
+        self._partition_slots: asyncio.Semaphore | None = None
+        self._outage_log = OutageLog(log)
         # Called between the database commit and the offset commit; crash tests
         # use it to kill the process in exactly that gap.
         self.after_database_commit: Callable[[TopicPartition, int], Awaitable[None]] | None = None
 
     async def start(self) -> None:
+        # Partition batches hold a connection each for their whole transaction;
+        # two connections stay free, for the outbox relay and HTTP requests.
+        self._partition_slots = asyncio.Semaphore(max(1, self.pool.get_max_size() - 2))
         self._consumer = AIOKafkaConsumer(**consumer_options(self.settings))
         await self._consumer.start()
         self._consumer.subscribe(pattern=self.pattern)
@@ -174,9 +180,12 @@ class EventConsumer:
         # Partitions are independent (each key lives in one), so their
         # batches run side by side on separate connections: while one waits
         # for PostgreSQL, another runs its handlers.
-        outcomes = await asyncio.gather(
-            *(self._process_partition(partition, records) for partition, records in batches.items())
-        )
+        async def in_slot(partition: TopicPartition, records: list[ConsumerRecord]) -> tuple[int | None, bool]:
+            assert self._partition_slots is not None
+            async with self._partition_slots:
+                return await self._process_partition(partition, records)
+
+        outcomes = await asyncio.gather(*(in_slot(partition, records) for partition, records in batches.items()))
         # One offset commit for the whole poll, because aiokafka sends commits
         # one at a time: in the benchmark's latency runs (bench/run.py, 2 cores)
         # each took about 5 ms, so six separate commits added some 30 ms a poll.
@@ -204,7 +213,7 @@ class EventConsumer:
                     next_offset = rest_offset or next_offset
         except CONNECTION_ERRORS as error:
             self.last_error = f"{type(error).__name__}: {error}"
-            log.warning(
+            self._outage_log.warning(
                 "batch rolled back, will re-read it",
                 topic=partition.topic, partition=partition.partition,
                 from_offset=records[0].offset, error=self.last_error,

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from medgov_shared.messaging.errors import CONNECTION_ERRORS
 from medgov_shared.observability import metrics
+from medgov_shared.observability.logging import OutageLog
 from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,7 @@ class OutboxRelay:
         self.service = service
         self.pool = pool
         self.producer = producer
+        self._outage_log = OutageLog(log)
         self.poll_interval_s = poll_interval_s
         self.batch_size = batch_size
         self._wake = asyncio.Event()
@@ -66,7 +68,7 @@ class OutboxRelay:
                     continue  # more rows are waiting
                 await self._wait_for_work()
             except CONNECTION_ERRORS as error:
-                log.warning("outbox relay cannot reach the database or broker; retrying",
+                self._outage_log.warning("outbox relay cannot reach the database or broker; retrying",
                             error=f"{type(error).__name__}: {error}", retry_in_s=backoff)
                 await self._drop_listener()
                 await asyncio.sleep(backoff)

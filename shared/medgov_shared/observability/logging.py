@@ -7,6 +7,7 @@ consent and review payloads are personal data.
 
 import logging
 import sys
+import time
 
 import structlog
 
@@ -41,3 +42,34 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     # aiokafka logs every rebalance and reconnect at INFO; keep its warnings only.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+class OutageLog:
+    """Logs a repeating outage warning once per interval instead of once per retry.
+
+    While PostgreSQL or Kafka is down every consumer partition, the relay,
+    each job and each HTTP request retry and fail, which wrote thousands of
+    identical lines a minute and buried the first one. The first warning of
+    a kind goes out at once; repeats within `interval_s` are counted and the
+    next line that goes out carries the count as `repeats_suppressed`.
+    """
+
+    def __init__(self, logger: structlog.stdlib.BoundLogger, *, interval_s: float = 30.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, event: str, *, kind: str | None = None, now: float | None = None, **fields: object) -> None:
+        """Log `event` unless the same kind (by default the event text) went out less than `interval_s` ago."""
+        kind = kind or event
+        moment = time.monotonic() if now is None else now
+        last = self._last_logged.get(kind)
+        if last is not None and moment - last < self.interval_s:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last_logged[kind] = moment
+        suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            fields["repeats_suppressed"] = suppressed
+        self.logger.warning(event, **fields)

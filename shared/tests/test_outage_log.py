@@ -1,0 +1,36 @@
+"""During an outage a repeated warning goes out once per interval, with the number of repeats it stood for."""
+
+from medgov_shared.observability.logging import OutageLog
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict]] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.lines.append((event, fields))
+
+
+def test_repeats_within_interval_are_counted_not_logged() -> None:
+    recorder = Recorder()
+    outage = OutageLog(recorder, interval_s=30)  # type: ignore[arg-type]
+
+    for second in range(0, 61):  # one failure a second for a minute
+        outage.warning("batch rolled back", now=float(second), partition=second % 6)
+
+    assert recorder.lines == [
+        ("batch rolled back", {"partition": 0}),
+        ("batch rolled back", {"partition": 0, "repeats_suppressed": 29}),
+        ("batch rolled back", {"partition": 0, "repeats_suppressed": 29}),
+    ]
+
+
+def test_kinds_are_throttled_apart() -> None:
+    recorder = Recorder()
+    outage = OutageLog(recorder, interval_s=30)  # type: ignore[arg-type]
+
+    outage.warning("job could not reach the database", kind="job:overdue", now=0.0, job="overdue")
+    outage.warning("job could not reach the database", kind="job:due", now=1.0, job="due")
+    outage.warning("job could not reach the database", kind="job:overdue", now=2.0, job="overdue")
+
+    assert [fields["job"] for _, fields in recorder.lines] == ["overdue", "due"]
