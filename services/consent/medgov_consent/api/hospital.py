@@ -56,6 +56,10 @@ async def record_fhir_consent(request: Request, body: FhirConsentUpload, princip
         return await _record(request, context, body.subject, body.consent_id, institution_id, policy)
 
 
+# A FHIR Consent is a few kilobytes (the MII example in the samples is 4.8 KB).
+XML_MAX_BODY_BYTES = 1_048_576
+
+
 @router.post("/consents/xml", status_code=status.HTTP_201_CREATED)
 async def record_fhir_consent_xml(
     request: Request,
@@ -73,10 +77,28 @@ async def record_fhir_consent_xml(
             "unsupported_media_type",
             f"content type {media_type or 'none'!r}; send FHIR XML as application/fhir+xml",
         )
-    document = await request.body()
+    document = await _read_xml_body(request, route)
     async with unit_of_work(request, route) as context:
         policy = read_fhir_consent_xml(document)
         return await _record(request, context, subject, consent_id, institution_id, policy)
+
+
+async def _read_xml_body(request: Request, route: str) -> bytes:
+    """Read the body up to XML_MAX_BODY_BYTES; refuse a larger one with 413 before reading the rest."""
+    def too_large() -> Exception:
+        return reject(route, status.HTTP_413_CONTENT_TOO_LARGE, "body_too_large",
+                      f"a FHIR Consent in XML may be at most {XML_MAX_BODY_BYTES} bytes")
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > XML_MAX_BODY_BYTES:
+        raise too_large()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > XML_MAX_BODY_BYTES:
+            raise too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.post("/revocations")

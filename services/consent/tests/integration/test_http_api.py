@@ -97,6 +97,12 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
             content=b"<Consent/>",
             headers={**knuh, "Content-Type": "text/plain"},
         )
+        oversized_xml = await client.post(
+            "/v1/hospital/consents/xml",
+            params={"subject": subject, "consent_id": "cns-knuh-0003"},
+            content=b"<Consent>" + b" " * 1_048_576 + b"</Consent>",
+            headers={**knuh, "Content-Type": "application/fhir+xml"},
+        )
         vendor = await client.post(
             "/v1/hospital/consents",
             json=upload("Consent-consent-example-basic.json"),
@@ -127,6 +133,9 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert record.json()["detail"]["code"] == "no_usable_scope"
     assert malformed.json()["detail"]["code"] == "malformed_fhir"
     assert wrong_media.status_code == 415
+    assert oversized_xml.status_code == 413
+    assert oversized_xml.json()["detail"]["code"] == "body_too_large"
+    assert "at most 1048576 bytes" in oversized_xml.json()["detail"]["message"]
     assert vendor.status_code == 403
     assert vendor.json()["detail"]["code"] == "unknown_institution"
     assert bad_pseudonym.status_code == 422
