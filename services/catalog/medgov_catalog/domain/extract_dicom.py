@@ -93,11 +93,19 @@ def _translated_errors(name: str) -> Iterator[None]:
     try:
         yield
     except InvalidDicomError as error:
-        raise FileRejected(RejectionReason.INVALID_DICOM, f"'{name}' is not a valid DICOM file: {error}") from None
+        raise FileRejected(
+            RejectionReason.INVALID_DICOM, f"'{name}' is not a valid DICOM file: {_without_library_hint(error)}"
+        ) from None
     except (EOFError, OSError, struct.error, BytesLengthException) as error:
         raise FileRejected(RejectionReason.TRUNCATED_DICOM, f"'{name}' ends inside a data element: {error}") from None
     except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as error:
         raise FileRejected(RejectionReason.INVALID_DICOM, f"'{name}' cannot be parsed as DICOM: {error}") from None
+
+
+def _without_library_hint(error: Exception) -> str:
+    """Drop pydicom's advice to call it with force=True, which means nothing to a hospital sending files."""
+    sentences = str(error).split(". ")
+    return ". ".join(sentence for sentence in sentences if "force=True" not in sentence).rstrip(". ") + "."
 
 
 def _read(path: Path, name: str) -> FileDataset:

@@ -133,6 +133,18 @@ def test_not_dicom_content_rejected(tmp_path):
     assert raised.value.detail.startswith("'x.dcm'")
 
 
+def test_missing_preamble_named_without_library_advice(tmp_path):
+    path = tmp_path / "notes.dcm"
+    path.write_bytes("환자 메모, DICOM 아님\n".encode())
+
+    with pytest.raises(FileRejected) as raised:
+        read_dicom(path, "notes.dcm")
+
+    assert raised.value.reason == RejectionReason.INVALID_DICOM
+    assert raised.value.detail.startswith("'notes.dcm' is not a valid DICOM file: ")
+    assert "force" not in raised.value.detail
+
+
 def test_cut_before_sop_instance_uid_invalid(tmp_path, sample_data):
     path = _cut(tmp_path, sample_data, CT_SMALL, 474)
 
