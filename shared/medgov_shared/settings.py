@@ -6,11 +6,12 @@ the unprefixed names that `make up` writes to var/local.env
 (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL), so one file configures a laptop.
 """
 
+import sys
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medgov_shared.contracts.types import Region
@@ -66,6 +67,21 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def env_prefix(cls) -> str:
         return f"MEDGOV_{cls.service_name.upper()}_"
+
+    @classmethod
+    def from_environment(cls) -> Self:
+        """Read the settings from the environment; exit with status 2 and one line per problem when they are invalid."""
+        try:
+            return cls()
+        except ValidationError as error:
+            lines = [f"medgov {cls.service_name}: invalid configuration ({cls.env_prefix()}* environment variables):"]
+            for item in error.errors(include_input=False, include_url=False):
+                name = ".".join(str(part) for part in item["loc"]).upper()
+                if name and not name.startswith(cls.env_prefix()):
+                    name = cls.env_prefix() + name
+                lines.append(f"  {name or 'settings'}: {item['msg']}")
+            sys.stderr.write("\n".join(lines) + "\n")
+            raise SystemExit(2) from None
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

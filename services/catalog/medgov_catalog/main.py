@@ -37,4 +37,4 @@ def build_service(
 
 
 def main() -> None:
-    run(build_service(CatalogSettings()))
+    run(build_service(CatalogSettings.from_environment()))

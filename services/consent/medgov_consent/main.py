@@ -47,4 +47,4 @@ def build_service(
 
 
 def main() -> None:
-    run(build_service(ConsentSettings()))
+    run(build_service(ConsentSettings.from_environment()))

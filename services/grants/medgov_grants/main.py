@@ -65,4 +65,4 @@ def build_fund_service(settings: GrantsSettings) -> FundService:
 
 
 def main() -> None:
-    run(build_service(GrantsSettings()))
+    run(build_service(GrantsSettings.from_environment()))

@@ -62,4 +62,4 @@ def build_service(
 
 
 def main() -> None:
-    run(build_service(ReviewSettings()))
+    run(build_service(ReviewSettings.from_environment()))
