@@ -15,8 +15,11 @@ from medgov_consent.repository import views
 router = APIRouter(tags=["transparency"])
 
 _STATIC = resources.files("medgov_consent") / "static"
-_MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-_ASSETS = frozenset({"dashboard.js", "public.js", "i18n.js", "style.css"})
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+_ASSETS = frozenset({"dashboard.js", "public.js", "i18n.js", "style.css", "favicon.svg"})
 
 # The pages load nothing from other origins (there is no internet on site, and
 # a CDN would learn who reads a patient dashboard) and run no inline script.

@@ -150,13 +150,18 @@ async def test_public_page_suppresses_small_cells(service: Service, browser: Bro
             )
     context = await browser.new_context()
     page = await context.new_page()
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(f"{response.status} {response.url}") if response.status >= 400 else None)
     await page.goto(f"{base_url}/transparency")
     await page.wait_for_selector("#rates tbody tr")
+    icon = await page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(answer => answer.status)")
 
     hospital = await page.text_content("#rates tbody tr td:first-child")
     latest = await page.text_content("#rates tbody tr td:last-child")
     explain = await page.text_content("#explain")
 
+    assert failed == []
+    assert icon == 200
     assert hospital == "전남대학교병원"
     assert latest == "비공개"
     assert explain is not None
