@@ -116,6 +116,9 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
     }
 
     console.print(f"[bold]medgov regional scenario[/bold] run {stack.run_id} on {sample_data}")
+    dropped = await stack.drop_earlier_databases()
+    if dropped:
+        console.print(f"removed {len(dropped)} databases of earlier scenario runs (the previous run's are kept)")
     await ensure_all_topics(options)
     start = await end_offsets(options, list(SERVICE_TOPIC_NAMES))
     await start_groups_at_end(options, [f"medgov-{service}-demo-{stack.run_id}" for service in SERVICE_PORTS])

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 SERVICE_PORTS = {"review": 8101, "catalog": 8102, "consent": 8103, "grants": 8104}
@@ -56,6 +57,7 @@ class Stack:
     jwt_secret: str = field(default_factory=lambda: os.environ.get("JWT_SECRET") or secrets.token_urlsafe(32))
     pseudonym_key: str = field(default_factory=lambda: secrets.token_hex(32))
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d%H%M%S"))
+    database_prefix: str = "medgov"  # of the database names <prefix>_<service>_demo_<run id>
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     states: dict[str, ServiceState] = field(default_factory=dict)
@@ -73,7 +75,7 @@ class Stack:
             "JWT_SECRET": self.jwt_secret,
             f"{prefix}HTTP_PORT": str(SERVICE_PORTS[service]),
             # A fresh database per scenario run keeps runs independent of each other.
-            f"{prefix}DATABASE_URL": self._database_url(f"medgov_{service}_demo_{self.run_id}"),
+            f"{prefix}DATABASE_URL": self._database_url(f"{self.database_prefix}_{service}_demo_{self.run_id}"),
             f"{prefix}KAFKA_GROUP_ID": f"medgov-{service}-demo-{self.run_id}",
             f"{prefix}LOG_FORMAT": "json",
         }
@@ -83,6 +85,30 @@ class Stack:
     def _database_url(self, name: str) -> str:
         base = os.environ["DATABASE_URL"]
         return base.rsplit("/", 1)[0] + "/" + name
+
+    async def drop_earlier_databases(self, *, keep_runs: int = 1) -> list[str]:
+        """Drop the databases of earlier scenario runs except the latest `keep_runs`; return the names dropped.
+
+        Each run gets four fresh databases, so without this every `make run`
+        leaves four more behind. The previous run's stay for inspection.
+        """
+        connection = await asyncpg.connect(os.environ["DATABASE_URL"])
+        try:
+            services = "|".join(SERVICE_PORTS)
+            rows = await connection.fetch(
+                "SELECT datname FROM pg_database WHERE datname ~ $1",
+                f"^{self.database_prefix}_({services})_demo_[0-9]{{14}}$",
+            )
+            by_run: dict[str, list[str]] = {}
+            for row in rows:
+                by_run.setdefault(row["datname"].rsplit("_", 1)[1], []).append(row["datname"])
+            earlier = sorted(run for run in by_run if run != self.run_id)
+            dropped = [name for run in earlier[: max(0, len(earlier) - keep_runs)] for name in sorted(by_run[run])]
+            for name in dropped:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return dropped
+        finally:
+            await connection.close()
 
     def log_path(self, service: str) -> Path:
         return self.root / "var" / "log" / f"{service}.log"

@@ -1,0 +1,41 @@
+"""Each scenario run drops the databases of runs before the previous one, on the real PostgreSQL."""
+
+import os
+import secrets
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from medgov_cli.demo.stack import SERVICE_PORTS, Stack
+
+pytestmark = pytest.mark.integration
+
+RUNS = ("20261201090000", "20261202090000", "20261203090000")
+
+
+async def _names(connection: asyncpg.Connection, prefix: str) -> set[str]:
+    rows = await connection.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{prefix}\\_%")
+    return {row["datname"] for row in rows}
+
+
+async def test_earlier_runs_dropped_previous_kept(tmp_path: Path) -> None:
+    prefix = f"medgovtest{secrets.token_hex(4)}"
+    connection = await asyncpg.connect(os.environ["DATABASE_URL"])
+    try:
+        for run in RUNS:
+            for service in SERVICE_PORTS:
+                await connection.execute(f'CREATE DATABASE "{prefix}_{service}_demo_{run}"')
+        await connection.execute(f'CREATE DATABASE "{prefix}_consent_demo_notes"')
+        stack = Stack(root=tmp_path, sample_data=tmp_path, run_id="20261204090000", database_prefix=prefix)
+
+        dropped = await stack.drop_earlier_databases()
+        left = await _names(connection, prefix)
+    finally:
+        for name in await _names(connection, prefix):
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.close()
+
+    older = {f"{prefix}_{service}_demo_{run}" for run in RUNS[:2] for service in SERVICE_PORTS}
+    assert set(dropped) == older
+    assert left == {f"{prefix}_{service}_demo_{RUNS[2]}" for service in SERVICE_PORTS} | {f"{prefix}_consent_demo_notes"}
