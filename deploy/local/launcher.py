@@ -1055,14 +1055,16 @@ def up(with_security: bool = False) -> dict[str, str]:
 
     with_security adds the SASL_SSL listener with SCRAM-SHA-512 and ACLs, as
     does MEDGOV_KAFKA_SECURITY=scram. A broker already running without it is
-    restarted with it; a secured broker is never downgraded, because its
-    PLAINTEXT listener serves plain clients unchanged.
+    restarted with it. A broker that last ran secured comes back secured,
+    running or not, because its PLAINTEXT listener serves plain clients
+    unchanged: a bare `up` after `make up` and `make down` keeps the SCRAM
+    listener and the ACL tests working.
     """
     with_security = with_security or _security_from_env()
     with _launcher_lock():
         _preflight(need_kafka=True, need_postgres=True)
         _start_postgres_locked()
-        _start_kafka_locked(with_security or (kafka_pid() is not None and _last_security_mode()))
+        _start_kafka_locked(with_security or _last_security_mode())
         values = _write_environment_file()
 
     log.info("PostgreSQL: %s (socket directory %s)", DATABASE_URL, _postgres_scratch_dir())

@@ -48,3 +48,22 @@ def test_launcher_recognises_its_servers_on_other_ports(tmp_path, monkeypatch):
 
     assert launcher_runs_kafka(launcher, own) and launcher_runs_postgres(launcher, own)
     assert not launcher_runs_kafka(launcher, other) and not launcher_runs_postgres(launcher, other)
+
+
+def test_bare_up_keeps_the_security_of_the_last_start(tmp_path, monkeypatch):
+    launcher = load_launcher(tmp_path, monkeypatch)
+    monkeypatch.delenv("MEDGOV_KAFKA_SECURITY", raising=False)
+    started_secure: list[bool] = []
+    # Only the start decision is under test; the servers themselves are not started here.
+    monkeypatch.setattr(launcher, "_preflight", lambda **_: None)
+    monkeypatch.setattr(launcher, "_start_postgres_locked", lambda: None)
+    monkeypatch.setattr(launcher, "_start_kafka_locked", started_secure.append)
+    monkeypatch.setattr(launcher, "_write_environment_file", dict)
+    monkeypatch.setattr(launcher, "_postgres_scratch_dir", lambda: tmp_path)
+
+    launcher.up()
+    launcher.KAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    (launcher.KAFKA_DIR / "security-mode").write_text("scram\n")
+    launcher.up()
+
+    assert started_secure == [False, True]
