@@ -202,6 +202,8 @@ async def _wait_for_interrupt(stack: Stack) -> None:
     console.print(f"  서비스 상태 / service status: http://127.0.0.1:{CONSOLE_PORT}/api/services "
                   f"(a service that dies is restarted up to {MAX_RESTARTS} times)")
     console.print(f"  development token signing key (JWT_SECRET): {stack.jwt_secret}")
+    console.print(f"  심사 시계 / review clock: {CLOCK_ACCELERATION:,}x real time, one day every "
+                  f"{86_400 / CLOCK_ACCELERATION:.0f} s, so remaining days in the console keep falling")
     await stopped.wait()
 
 
