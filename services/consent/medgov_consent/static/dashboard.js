@@ -105,6 +105,13 @@ function projectStatus(project) {
   return t("status." + project.state);
 }
 
+function shortId(id) {
+  // A board decision id may end in a UUID ("dec-" and 36 characters); its first eight hex digits
+  // tell decisions apart, and the full id stays in the cell's tooltip.
+  const match = /^(.*-)([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.exec(id);
+  return match ? `${match[1]}${match[2]}…` : id;
+}
+
 function renderProjects(projects) {
   fillTable("projects", projects, (row, project) => {
     row.dataset.grantId = project.grant_id;
@@ -112,7 +119,7 @@ function renderProjects(projects) {
     const purposes = project.purposes.map(purposeLabel).join(", ");
     cell(row, project.purpose_text ? `${project.purpose_text} — ${purposes}` : purposes);
     cell(row, institutionName(project.applicant));
-    cell(row, project.decision_ids.join(", "));
+    cell(row, project.decision_ids.map(shortId).join(", ")).title = project.decision_ids.join(", ");
     cell(row, `${formatDate(project.starts_at)} ~ ${formatDate(project.expires_at)}`);
     cell(row, t("env." + project.data_environment));
     cell(row, projectStatus(project)).className = "status";
