@@ -11,7 +11,6 @@ real consent examples in the shared sample data.
 """
 
 import json
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,11 +20,6 @@ from urllib.parse import quote
 from hypothesis import strategies as st
 
 from .event_strategies import HUGE_STRINGS, JSON_VALUES, NAIVE_TIMES, RRNS
-
-# NUL characters (which jsonb columns reject) and non-UTF-8 bodies hit open bugs that test_found_bugs.py
-# pins with xfail tests, so the generators leave them out. MEDGOV_FUZZ_KNOWN_BUGS=1 puts them back, to
-# check a fix.
-INCLUDE_KNOWN_BUGS = os.environ.get("MEDGOV_FUZZ_KNOWN_BUGS") == "1"
 
 # The methods the services' routes use. The framework itself handles HEAD and OPTIONS.
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -82,26 +76,6 @@ def operations(document: dict[str, Any]) -> list[Operation]:
             body = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             found.append(Operation(method, path, parameters, body, bool(spec.get("security"))))
     return found
-
-
-def scrub(value: Any) -> Any:
-    """Remove NUL characters from every string in `value`, unless known bugs are requested."""
-    if INCLUDE_KNOWN_BUGS:
-        return value
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    if isinstance(value, dict):
-        return {scrub(key): scrub(item) for key, item in value.items()}
-    return value
-
-
-def _utf8_unless_known_bugs(raw: bytes) -> bytes:
-    """Replace bytes that are not UTF-8, unless known bugs are requested."""
-    if INCLUDE_KNOWN_BUGS:
-        return raw
-    return raw.decode("utf-8", "replace").encode()
 
 
 # -- valid values from a JSON Schema ---------------------------------------------------
@@ -232,10 +206,10 @@ def _broken_json_documents() -> st.SearchStrategy[tuple[bytes, str]]:
     return st.one_of(
         st.binary(max_size=300).map(lambda raw: (raw, "not_json")),
         st.one_of(st.lists(JSON_VALUES, max_size=4), JSON_VALUES.filter(lambda value: not isinstance(value, dict))).map(
-            lambda value: (json.dumps(scrub(value)).encode(), "not_an_object")
+            lambda value: (json.dumps(value).encode(), "not_an_object")
         ),
         st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=5).map(
-            lambda value: (json.dumps(scrub(value)).encode(), "random_object")
+            lambda value: (json.dumps(value).encode(), "random_object")
         ),
         # Deeper bodies hit an open bug (a 500 just below the parser's nesting limit, pinned in
         # test_found_bugs.py). Hypothesis also raises the recursion limit while a test runs, which moves
@@ -251,7 +225,7 @@ def _mutated_object(draw: st.DrawFn, schema: dict[str, Any], components: dict[st
     value = draw(valid_values(schema, components))
     defects: list[str] = []
     if not isinstance(value, dict):
-        return json.dumps(scrub(value)).encode(), ()
+        return json.dumps(value).encode(), ()
     names = sorted(schema.get("properties", {}))
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(["drop", "wrong_type", "huge_string", "rrn", "naive_datetime", "unknown_field", "null"]))
@@ -271,7 +245,7 @@ def _mutated_object(draw: st.DrawFn, schema: dict[str, Any], components: dict[st
         else:
             value[target] = None
         defects.append(kind)
-    return json.dumps(scrub(value), ensure_ascii=draw(st.booleans())).encode(), tuple(defects)
+    return json.dumps(value, ensure_ascii=draw(st.booleans())).encode(), tuple(defects)
 
 
 # -- whole requests -----------------------------------------------------------------------------
@@ -280,7 +254,7 @@ def _mutated_object(draw: st.DrawFn, schema: dict[str, Any], components: dict[st
 def _path_values(parameter: Parameter, components: dict[str, Any]) -> st.SearchStrategy[str]:
     valid = valid_values(parameter.schema, components).map(str)
     hostile = st.sampled_from(["..", ".", "../../etc/passwd", "%00", "a" * 5000, "'; DROP TABLE x; --", "\u0000", " "])
-    return st.one_of(valid, st.text(max_size=80), RRNS, hostile).map(scrub)
+    return st.one_of(valid, st.text(max_size=80), RRNS, hostile)
 
 
 def _query_values(parameter: Parameter, components: dict[str, Any]) -> st.SearchStrategy[str]:
@@ -294,7 +268,7 @@ def _query_values(parameter: Parameter, components: dict[str, Any]) -> st.Search
     )
     return st.one_of(
         valid_values(parameter.schema, components).map(as_text), st.text(max_size=80), RRNS, long_text
-    ).map(scrub)
+    )
 
 
 @st.composite
@@ -338,6 +312,4 @@ def _body(draw: st.DrawFn, operation: Operation, components: dict[str, Any]) -> 
     else:
         content, defects = draw(_mutated_object(operation.body_schema, components))
     content_type = draw(st.sampled_from(["application/json"] * 6 + ["text/plain", None, "application/json; charset=latin-1"]))
-    if not (content_type or "").startswith("application/json"):
-        content = _utf8_unless_known_bugs(content)
     return content, content_type, defects
