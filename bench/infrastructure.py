@@ -85,17 +85,10 @@ def private_pair(var_dir: Path, ports: dict[str, str] | None = None) -> Iterator
     The services started afterwards inherit KAFKA_BOOTSTRAP_SERVERS and
     DATABASE_URL from this process's environment.
     """
+    from medgov_cli.chaos.infrastructure import environment
     from medgov_cli.chaos.infrastructure import private_pair as launcher_pair
 
-    saved = {name: os.environ.get(name) for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
     with launcher_pair(var_dir, ports or PRIVATE_PORTS, remove_state=True) as pair:
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = pair.kafka_bootstrap_servers
-        os.environ["DATABASE_URL"] = pair.database_url
-        try:
+        addresses = {"KAFKA_BOOTSTRAP_SERVERS": pair.kafka_bootstrap_servers, "DATABASE_URL": pair.database_url}
+        with environment(addresses):
             yield {"kafka_bootstrap_servers": pair.kafka_bootstrap_servers, "database_url": pair.database_url}
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value

@@ -67,7 +67,8 @@ class ChaosInfrastructure:
 
 
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore their earlier values (or absence) after it."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -86,7 +87,7 @@ def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, s
     The launcher reads its overrides when the module is executed, so the
     variables are set only around loading; the shared launcher is unaffected.
     """
-    with _environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **ports}):
+    with environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **ports}):
         return load_launcher()
 
 
