@@ -57,6 +57,14 @@ def test_raw_identifier_in_command_rejected(publisher_settings):
                                             "patient_name": "Kim"}, local_patient_id="p1")
 
 
+def test_consent_from_a_vendor_refused_before_sending(sample_data, publisher_settings):
+    publisher = HospitalPublisher(publisher_settings, "vendor-medvision")
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+
+    with pytest.raises(Rejected, match="RecordConsent comes only from hospitals; vendor-medvision is a vendor"):
+        publisher.consent_command(resource)
+
+
 def test_institution_outside_region_refused(publisher_settings):
     with pytest.raises(ValueError, match="belongs to region daejeon"):
         HospitalPublisher(publisher_settings, "cnuh")
