@@ -73,10 +73,14 @@ class HospitalSubsidies:
 
     institution_id: str
     datasets: dict[str, DatasetSubsidy] = field(default_factory=dict)
+    # The sum of the datasets' awarded_krw, kept as awards and clawbacks
+    # happen: summing on every publication made each one cost as much as the
+    # hospital's number of datasets.
+    awarded_total_krw: int = 0
 
     @property
     def awarded_krw(self) -> int:
-        return sum(item.awarded_krw for item in self.datasets.values())
+        return self.awarded_total_krw
 
     def publish(self, event: DatasetPublished, policy: SubsidyPolicy) -> list[SubsidyChange]:
         """Apply a publication and return the awards it causes (none for a repeat or a withdrawn dataset)."""
@@ -111,10 +115,13 @@ class HospitalSubsidies:
             record_count=dataset.record_count,
             awarded_at=at,
         )
+        self.awarded_total_krw -= dataset.awarded_krw
         dataset.awarded_krw = 0
         return change
 
     def _award_shortfalls(self, policy: SubsidyPolicy, *, at: datetime) -> list[SubsidyChange]:
+        if self.awarded_krw >= policy.per_hospital_cap_krw:
+            return []  # a hospital at its cap gets nothing more; no need to look at its datasets
         changes = []
         short = sorted((item for item in self.datasets.values() if item.shortfall_krw > 0), key=DatasetSubsidy.priority)
         for dataset in short:
@@ -128,6 +135,7 @@ class HospitalSubsidies:
         award_id = derived_id("sub", dataset.dataset_id, len(dataset.award_ids) + 1)
         dataset.award_ids.append(award_id)
         dataset.awarded_krw += amount_krw
+        self.awarded_total_krw += amount_krw
         return SubsidyChange(
             award_id=award_id,
             institution_id=self.institution_id,

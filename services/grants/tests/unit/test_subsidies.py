@@ -174,6 +174,7 @@ def test_hospital_total_is_capped_sum(build, stories, cap, interleaving) -> None
         _apply(book, queue.pop(0), policy)
 
         kept = [item for item in book.datasets.values() if not item.clawed_back]
+        assert book.awarded_krw == sum(item.awarded_krw for item in book.datasets.values())
         assert book.awarded_krw == min(cap, sum(item.target_krw for item in kept))
         assert all(0 <= item.awarded_krw <= item.target_krw for item in kept)
         assert all(item.awarded_krw == 0 for item in book.datasets.values() if item.clawed_back)
