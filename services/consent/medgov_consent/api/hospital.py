@@ -84,7 +84,7 @@ async def record_fhir_consent_xml(
 
 
 async def _read_xml_body(request: Request, route: str) -> bytes:
-    """Read the body up to XML_MAX_BODY_BYTES; refuse a larger one with 413 before reading the rest."""
+    """Read the body up to XML_MAX_BODY_BYTES; reject a larger one with 413 before reading the rest."""
     def too_large() -> Exception:
         return reject(route, status.HTTP_413_CONTENT_TOO_LARGE, "body_too_large",
                       f"a FHIR Consent in XML may be at most {XML_MAX_BODY_BYTES} bytes")
