@@ -142,6 +142,17 @@ class FundService:
         self.last_rebuild: Rebuild | None = None
         self._cache = _Cache()
 
+    def snapshot_interval(self, seq: int) -> int:
+        """Return how many journal entries may follow the latest snapshot before the next one, at journal seq `seq`.
+
+        Each snapshot pickles the whole fund, which grows with the journal
+        (8.9 MB at 105,000 entries in the benchmark). A fixed interval made
+        the cost per input grow with the journal, so the interval grows to a
+        tenth of it: the pickling cost per input stays flat, and a restart
+        replays at most a tenth of the journal.
+        """
+        return max(self.snapshot_every, seq // 10)
+
     # Inputs
 
     async def apply_event(self, context: HandlerContext, payload: EventPayload) -> list[Outcome]:
@@ -191,7 +202,7 @@ class FundService:
         await repository.sync_pending(connection, pending_before, _pending_snapshot(fund))
         for event in outgoing_events(outcomes, directory=self.directory, region=self.region):
             await context.emit(event.payload, event_id=event.event_id, time=event.time)
-        if seq - self._cache.snapshot_seq >= self.snapshot_every:
+        if seq - self._cache.snapshot_seq >= self.snapshot_interval(seq):
             await self._store_snapshot(connection, fund, seq)
         self._cache.last_seq = seq
         self._cache.stale = False
@@ -231,7 +242,7 @@ class FundService:
 
         await repository.replace_pending(connection, _pending_snapshot(fund))
         self._cache = _Cache(fund=fund, last_seq=last_seq, stale=False, snapshot_seq=snapshot_seq)
-        if last_seq - snapshot_seq >= self.snapshot_every:
+        if last_seq - snapshot_seq >= self.snapshot_interval(last_seq):
             await self._store_snapshot(connection, fund, last_seq)
         self.last_rebuild = Rebuild(snapshot_seq=snapshot_seq, replayed_entries=replayed)
         log.info("grants state rebuilt", snapshot_seq=snapshot_seq, replayed_entries=replayed, last_seq=last_seq,
