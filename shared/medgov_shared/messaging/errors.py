@@ -13,6 +13,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # After a database restart asyncpg can hand out a connection it left
+    # mid-operation ("cannot switch to state ..."); the chaos run saw it end
+    # a consumer. Nothing is sent on such a connection, so a retry is safe.
+    asyncpg.InternalClientError,
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
