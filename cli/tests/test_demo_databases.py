@@ -1,13 +1,15 @@
-"""Each scenario run drops the databases of runs before the previous one, on the real PostgreSQL."""
+"""Each scenario run drops the databases of runs before the previous one, and never a running run's."""
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from medgov_cli.demo.stack import SERVICE_PORTS, Stack
+from medgov_cli.demo.scenario import run_demo
+from medgov_cli.demo.stack import CONSOLE_PORT, SERVICE_PORTS, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +30,34 @@ async def test_earlier_runs_dropped_previous_kept(tmp_path: Path) -> None:
                 await connection.execute(f'CREATE DATABASE "{prefix}_{service}_demo_{run}"')
         await connection.execute(f'CREATE DATABASE "{prefix}_consent_demo_notes"')
         stack = Stack(root=tmp_path, sample_data=tmp_path, run_id="20261204090000", database_prefix=prefix)
-
-        dropped = await stack.drop_earlier_databases()
+        # Something still works in one of the oldest run's databases: it must be left alone.
+        in_use = await asyncpg.connect(stack._database_url(f"{prefix}_grants_demo_{RUNS[0]}"))
+        try:
+            dropped = await stack.drop_earlier_databases()
+        finally:
+            await in_use.close()
         left = await _names(connection, prefix)
     finally:
         for name in await _names(connection, prefix):
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await connection.close()
 
-    older = {f"{prefix}_{service}_demo_{run}" for run in RUNS[:2] for service in SERVICE_PORTS}
+    busy = f"{prefix}_grants_demo_{RUNS[0]}"
+    older = {f"{prefix}_{service}_demo_{run}" for run in RUNS[:2] for service in SERVICE_PORTS} - {busy}
     assert set(dropped) == older
-    assert left == {f"{prefix}_{service}_demo_{RUNS[2]}" for service in SERVICE_PORTS} | {f"{prefix}_consent_demo_notes"}
+    assert left == {f"{prefix}_{service}_demo_{RUNS[2]}" for service in SERVICE_PORTS} | {
+        f"{prefix}_consent_demo_notes", busy,
+    }
+
+
+def test_second_run_refused_while_ports_taken(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        try:
+            listener.bind(("127.0.0.1", CONSOLE_PORT))
+            listener.listen()
+        except OSError:
+            pass  # a running scenario holds the port already, which is the case under test
+        code = run_demo(keep_running=False, summary_path=tmp_path / "summary.json")
+
+    assert code == 1
+    assert not (tmp_path / "summary.json").exists()

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import time
 import uuid
@@ -79,7 +80,27 @@ def sample_data_folder(root: Path) -> Path:
     return folder
 
 
+def ports_in_use() -> list[int]:
+    """Return the console and service ports that something on 127.0.0.1 already listens on."""
+    taken = []
+    for port in (CONSOLE_PORT, *SERVICE_PORTS.values()):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                taken.append(port)
+    return taken
+
+
 def run_demo(*, keep_running: bool, summary_path: Path) -> int:
+    # Checked before anything is created or dropped: a second scenario run
+    # beside a running one must leave the running one's databases alone.
+    taken = ports_in_use()
+    if taken:
+        console.print(
+            f"[red]ports {', '.join(map(str, taken))} on 127.0.0.1 are in use, probably by a scenario that is "
+            f"still running (make run); stop it with Ctrl-C, or use its URLs[/red]"
+        )
+        return 1
     try:
         return asyncio.run(_run(keep_running=keep_running, summary_path=summary_path))
     except KeyboardInterrupt:

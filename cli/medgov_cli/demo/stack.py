@@ -103,9 +103,15 @@ class Stack:
             for row in rows:
                 by_run.setdefault(row["datname"].rsplit("_", 1)[1], []).append(row["datname"])
             earlier = sorted(run for run in by_run if run != self.run_id)
-            dropped = [name for run in earlier[: max(0, len(earlier) - keep_runs)] for name in sorted(by_run[run])]
-            for name in dropped:
-                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            dropped = []
+            for name in (name for run in earlier[: max(0, len(earlier) - keep_runs)] for name in sorted(by_run[run])):
+                try:
+                    # Without FORCE: a database something still uses (another scenario, a psql
+                    # session) is skipped, not pulled from under it.
+                    await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                except asyncpg.ObjectInUseError:
+                    continue
+                dropped.append(name)
             return dropped
         finally:
             await connection.close()
