@@ -1,5 +1,8 @@
-"""The local console asks for no token, so it must offer nothing but reads."""
+"""The local console asks for no token, so it must offer nothing but reads, and it answers while services stall."""
 
+import asyncio
+
+import httpx
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
@@ -15,3 +18,23 @@ def test_console_offers_only_reads() -> None:
 
     assert api_methods <= {"GET", "HEAD"}
     assert mounts == ["/static"]
+
+
+async def test_service_panel_answers_while_services_stall() -> None:
+    # Four "services" that accept connections and never answer, as during a stalled database.
+    servers = [await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0) for _ in range(4)]
+    urls = {
+        name: f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        for name, server in zip(("review", "catalog", "consent", "grants"), servers, strict=True)
+    }
+    app = create_console(urls, "k" * 32)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            # Asked one after another, four 1.5 s timeouts took 6 s; the panel must answer well before that.
+            response = await asyncio.wait_for(client.get("/api/services"), timeout=4)
+    finally:
+        for server in servers:
+            server.close()
+
+    assert response.status_code == 200
+    assert {name: item["ready"] for name, item in response.json()["services"].items()} == dict.fromkeys(urls, False)

@@ -5,6 +5,7 @@ token of the roles council, operator and fund_admin, signed with the
 deployment's token key, and never forwards a caller's token.
 """
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -52,14 +53,21 @@ def create_console(urls: dict[str, str], jwt_secret: str,
     async def services() -> dict:
         """Report each service's readiness and, under the demo, its process status and restart count."""
         processes = supervision() if supervision is not None else {}
-        report = {}
-        async with httpx.AsyncClient(timeout=2) as client:
-            for service, url in urls.items():
-                try:
-                    ready = (await client.get(f"{url}/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    ready = False
-                report[service] = {"url": url, "ready": ready, **processes.get(service, {})}
+
+        async def is_ready(client: httpx.AsyncClient, url: str) -> bool:
+            try:
+                return (await client.get(f"{url}/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        # All at once with a short timeout: a stalled database makes every
+        # /readyz slow, and one after another they kept this page from answering.
+        async with httpx.AsyncClient(timeout=1.5) as client:
+            ready = await asyncio.gather(*(is_ready(client, url) for url in urls.values()))
+        report = {
+            service: {"url": url, "ready": answer, **processes.get(service, {})}
+            for (service, url), answer in zip(urls.items(), ready, strict=True)
+        }
         return {"services": report}
 
     @app.get("/", include_in_schema=False)
