@@ -151,8 +151,19 @@ def publish_dataset(
 
     def build(publisher: HospitalPublisher):
         local_ids: set[str] = set()
+        unreadable: list[str] = []
         for name in files:
-            local_ids |= local_patient_ids(staged_file(staging_root, name))
+            try:
+                local_ids |= local_patient_ids(staged_file(staging_root, name))
+            except ValueError as error:  # includes Rejected: a missing file or a path outside the staging folder
+                unreadable.append(str(error) if name in str(error) else f"{name}: {error}")
+        if unreadable and len(unreadable) == len(files):
+            raise Rejected("no file could be read: " + "; ".join(unreadable))
+        for problem in unreadable:
+            # As over HTTP, one bad file does not cost the others: the catalog
+            # rejects it with its reason in the registration report.
+            console.print(f"warning: {problem}; sent anyway, the catalog keeps the other files and reports this one",
+                          markup=False, highlight=False, soft_wrap=True)
         description_data = {
             "title": title, "description": description, "publisher": institution, "themes": ["HEAL"],
             "keywords": keyword, "access_rights": "restricted", "duo_codes": duo,

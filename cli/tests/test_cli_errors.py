@@ -132,6 +132,26 @@ def test_truncated_dicom_named(sample_data, tmp_path, environment):
     assert_clean_failure(result, "CT_small.dcm: truncated DICOM file")
 
 
+def test_bad_files_named_and_good_ones_sent(sample_data, tmp_path, environment):
+    shutil.copy(sample_data / IMMUNIZATIONS, tmp_path / "Immunization.000.ndjson")
+    (tmp_path / "empty.ndjson").write_text("", encoding="utf-8")
+    data = (sample_data / DICOM).read_bytes()
+    (tmp_path / "CT_small.dcm").write_bytes(data[: len(data) // 2])
+    arguments = ["publish", "dataset", "-i", "knuh", "--dataset-id", "ds-knuh-cli-mixed", "--title", "test",
+                 "--staging-root", str(tmp_path), "Immunization.000.ndjson", "empty.ndjson", "CT_small.dcm"]
+
+    result = invoke(arguments, environment)
+
+    # The broker address is closed, so the send itself fails after the files were read.
+    assert "Traceback" not in result.output
+    assert "no file could be read" not in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "empty.ndjson: empty NDJSON file" in warnings[0]
+    assert "CT_small.dcm: truncated DICOM file" in warnings[1]
+    assert "Immunization.000.ndjson" not in result.output
+
+
 @pytest.mark.parametrize("name", ["/etc/passwd", "../../../../../../etc/passwd"])
 def test_file_outside_staging_root_rejected(name, sample_data, tmp_path, environment):
     shutil.copy(sample_data / IMMUNIZATIONS, tmp_path / "Immunization.000.ndjson")
