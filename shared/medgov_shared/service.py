@@ -32,7 +32,7 @@ from medgov_shared.db.migrate import upgrade_async
 from medgov_shared.db.pool import create_pool, ensure_database
 from medgov_shared.messaging.consumer import EventConsumer, Handler
 from medgov_shared.messaging.context import HandlerContext
-from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_validation_error
+from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_error, describe_validation_error
 from medgov_shared.messaging.kafka import producer_options
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.messaging.relay import OutboxRelay
@@ -231,7 +231,7 @@ class Service:
                 raise
             except CONNECTION_ERRORS as error:
                 self._outage_log.warning("job could not reach the database; will retry", kind=f"job:{job.name}",
-                                         job=job.name, error=str(error))
+                                         job=job.name, error=describe_error(error))
             except Exception:
                 log.exception("job failed", job=job.name)
             await asyncio.sleep(job.interval_s)

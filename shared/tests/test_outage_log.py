@@ -1,5 +1,6 @@
 """During an outage a repeated warning goes out once per interval, with the number of repeats it stood for."""
 
+from medgov_shared.messaging.errors import describe_error
 from medgov_shared.observability.logging import OutageLog
 
 
@@ -34,3 +35,8 @@ def test_kinds_are_throttled_apart() -> None:
     outage.warning("job could not reach the database", kind="job:overdue", now=2.0, job="overdue")
 
     assert [fields["job"] for _, fields in recorder.lines] == ["overdue", "due"]
+
+
+def test_error_without_message_is_named() -> None:
+    assert describe_error(TimeoutError()) == "TimeoutError (no message)"
+    assert describe_error(OSError("connection refused")) == "OSError: connection refused"

@@ -42,7 +42,7 @@ from medgov_shared.contracts.guards import PersonalDataError, reject_personal_da
 from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, parse_payload
 from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
-from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_validation_error
+from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_error, describe_validation_error
 from medgov_shared.messaging.kafka import consumer_options
 from medgov_shared.messaging.outbox import Outbox, StagedEvent
 from medgov_shared.observability import metrics
@@ -212,7 +212,7 @@ class EventConsumer:
                     )
                     next_offset = rest_offset or next_offset
         except CONNECTION_ERRORS as error:
-            self.last_error = f"{type(error).__name__}: {error}"
+            self.last_error = describe_error(error)
             self._outage_log.warning(
                 "batch rolled back, will re-read it",
                 topic=partition.topic, partition=partition.partition,

@@ -39,3 +39,9 @@ def describe_validation_error(error: ValidationError) -> str:
         location = ".".join(str(part) for part in item["loc"]) or "<root>"
         parts.append(f"{location}: {item['msg']}")
     return "; ".join(parts)
+
+
+def describe_error(error: BaseException) -> str:
+    """Return the error's type and message for a log line, saying so when the message is empty (as for a timeout)."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else f"{type(error).__name__} (no message)"

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry.trace import SpanKind
 
-from medgov_shared.messaging.errors import CONNECTION_ERRORS
+from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_error
 from medgov_shared.observability import metrics
 from medgov_shared.observability.logging import OutageLog
 from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
@@ -69,7 +69,7 @@ class OutboxRelay:
                 await self._wait_for_work()
             except CONNECTION_ERRORS as error:
                 self._outage_log.warning("outbox relay cannot reach the database or broker; retrying",
-                            error=f"{type(error).__name__}: {error}", retry_in_s=backoff)
+                            error=describe_error(error), retry_in_s=backoff)
                 await self._drop_listener()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
