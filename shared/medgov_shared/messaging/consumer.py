@@ -95,6 +95,14 @@ def _first_occurrences(handled: list[_Handled], inserted: set) -> set[int]:
     return fresh
 
 
+def _event_log(record: ConsumerRecord, envelope: Envelope | None) -> structlog.stdlib.BoundLogger:
+    """Return the logger bound to the record's position and, once parsed, to the event's ids."""
+    bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
+    if envelope is None:
+        return bound
+    return bound.bind(event_id=str(envelope.id), event_type=envelope.type, correlation_id=str(envelope.correlationid))
+
+
 class _RetryBatchFrom(Exception):
     def __init__(self, record: ConsumerRecord, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -358,9 +366,7 @@ class EventConsumer:
     ) -> list[StagedEvent]:
         """Run the handler; return the events it emitted, for the caller to insert with the rest of the batch."""
         handler = self.handlers[envelope.type]
-        bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset,
-                         event_id=str(envelope.id), event_type=envelope.type,
-                         correlation_id=str(envelope.correlationid))
+        bound = _event_log(record, envelope)
         staged: list[StagedEvent] = []
         started = time.perf_counter()
         with self._span(record, envelope):
@@ -390,9 +396,7 @@ class EventConsumer:
         for _, record, envelope, payload in run:
             with self._span(record, envelope):
                 trace_headers = inject_headers()
-            bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset,
-                             event_id=str(envelope.id), event_type=envelope.type,
-                             correlation_id=str(envelope.correlationid))
+            bound = _event_log(record, envelope)
             context = HandlerContext(connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope,
                                      log=bound, staged=staged, trace_headers=trace_headers)
             items.append((context, payload))
@@ -452,12 +456,9 @@ class EventConsumer:
     async def _apply_record(
         self, connection: asyncpg.Connection, record: ConsumerRecord, parsed: Parsed, first_failure: Exception | None = None
     ) -> _Applied:
-        bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
         envelope, payload, letter = parsed
         event_type = envelope.type if envelope else "unparsed"
-        if envelope is not None:
-            bound = bound.bind(event_id=str(envelope.id), event_type=envelope.type,
-                               correlation_id=str(envelope.correlationid))
+        bound = _event_log(record, envelope)
 
         if letter is None and envelope is not None and payload is None:
             metrics.EVENTS_CONSUMED.labels(self.service, record.topic, event_type, "skipped_unknown").inc()
