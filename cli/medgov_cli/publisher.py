@@ -157,7 +157,7 @@ class HospitalPublisher:
             raise Rejected(f"{event_type} is not a hospital command; hospitals send RegisterDataset, RecordConsent, RevokeConsent or SubmitApplication")
         kind = get_institution(self.institution_id).kind
         if event_type in (RecordConsent.event_type, RevokeConsent.event_type) and kind != "hospital":
-            # The consent service would dead-letter it; say so before anything is sent.
+            # The consent service would dead-letter it, so reject it before anything is sent.
             raise Rejected(f"{event_type} comes only from hospitals; {self.institution_id} is a {kind}")
         body = {**data, "institution_id": self.institution_id}
         if local_patient_id is not None:

@@ -1,4 +1,4 @@
-"""The local console asks for no token, so it must offer nothing but reads, and it answers while services stall."""
+"""The local console requires no token, so it offers only reads; its status panel responds while services stall."""
 
 import asyncio
 
@@ -21,7 +21,7 @@ def test_console_offers_only_reads() -> None:
 
 
 async def test_service_panel_answers_while_services_stall() -> None:
-    # Four "services" that accept connections and never answer, as during a stalled database.
+    # Four "services" that accept connections and never respond, as during a stalled database.
     servers = [await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0) for _ in range(4)]
     urls = {
         name: f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
@@ -30,7 +30,7 @@ async def test_service_panel_answers_while_services_stall() -> None:
     app = create_console(urls, "k" * 32)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
-            # Asked one after another, four 1.5 s timeouts took 6 s; the panel must answer well before that.
+            # Checked one after another, four 1.5 s timeouts took 6 s. The panel must respond well before that.
             response = await asyncio.wait_for(client.get("/api/services"), timeout=4)
     finally:
         for server in servers:

@@ -56,7 +56,7 @@ def test_second_run_refused_while_ports_taken(tmp_path: Path) -> None:
             listener.bind(("127.0.0.1", CONSOLE_PORT))
             listener.listen()
         except OSError:
-            pass  # a running scenario holds the port already, which is the case under test
+            pass  # a running scenario uses the port already, which is the case under test
         code = run_demo(keep_running=False, summary_path=tmp_path / "summary.json")
 
     assert code == 1

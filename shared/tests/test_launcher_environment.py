@@ -50,7 +50,7 @@ def test_launcher_recognises_its_servers_on_other_ports(tmp_path, monkeypatch):
     assert not launcher_runs_kafka(launcher, other) and not launcher_runs_postgres(launcher, other)
 
 
-def test_bare_up_keeps_the_security_of_the_last_start(tmp_path, monkeypatch):
+def test_bare_up_keeps_last_security_mode(tmp_path, monkeypatch):
     launcher = load_launcher(tmp_path, monkeypatch)
     monkeypatch.delenv("MEDGOV_KAFKA_SECURITY", raising=False)
     started_secure: list[bool] = []

@@ -60,8 +60,8 @@ def create_console(urls: dict[str, str], jwt_secret: str,
             except httpx.HTTPError:
                 return False
 
-        # All at once with a short timeout: a stalled database makes every
-        # /readyz slow, and one after another they kept this page from answering.
+        # All at once with a short timeout, because a stalled database makes every
+        # /readyz slow, and checked one after another they kept this page from responding.
         async with httpx.AsyncClient(timeout=1.5) as client:
             ready = await asyncio.gather(*(is_ready(client, url) for url in urls.values()))
         report = {

@@ -23,9 +23,9 @@ class GrantsSettings(ServiceSettings):
     snapshot_every_inputs: int = Field(
         default=500,
         ge=1,
-        description="Least journal entries between two snapshots of the fund; the interval grows to a tenth of the "
-        "journal, so a restart replays at most this many entries or a tenth of the journal. Each snapshot pickles "
-        "the whole fund on the event loop.",
+        description="Minimum number of journal entries between two snapshots of the fund. The interval grows to a "
+        "tenth of the journal, so a restart replays at most this many entries or a tenth of the journal. Each "
+        "snapshot pickles the whole fund on the event loop.",
     )
 
     @field_validator("policy_file")

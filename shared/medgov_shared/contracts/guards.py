@@ -103,7 +103,7 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
             _check_personal(item, (path, str(key)), _name_of(key))
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_personal(item, (path, index), name)  # a list item is named by the field that holds the list
+            _check_personal(item, (path, index), name)  # a list item is named by the field that contains the list
 
 
 def _check_naive(value: Any, path: _Path) -> None:

@@ -74,11 +74,11 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as error:  # noqa: BLE001 - the relay must outlive any single failure
-                # An error the connection errors above do not cover. A relay
+                # Any error the connection errors above do not cover. A relay
                 # that stopped here would leave committed events unsent while
-                # the service still answered requests, so it logs, throws the
-                # listener connection away (its state is unknown) and tries
-                # again. /readyz reports a relay that has not succeeded for a while.
+                # the service still served requests. So it logs, terminates the
+                # listener connection (its state is unknown) and tries again.
+                # /readyz reports a relay that has not succeeded for a while.
                 log.error("outbox relay failed; retrying", error=f"{type(error).__name__}: {error}",
                           retry_in_s=backoff, exc_info=True)
                 metrics.OUTBOX_RELAY_ERRORS.labels(self.service).inc()

@@ -50,8 +50,8 @@ class OutageLog:
     While PostgreSQL or Kafka is down every consumer partition, the relay,
     each job and each HTTP request retry and fail, which wrote thousands of
     identical lines a minute and buried the first one. The first warning of
-    a kind goes out at once; repeats within `interval_s` are counted and the
-    next line that goes out carries the count as `repeats_suppressed`.
+    a kind is logged at once. Repeats within `interval_s` are only counted,
+    and the next line logged carries that count as `repeats_suppressed`.
     """
 
     def __init__(self, logger: structlog.stdlib.BoundLogger, *, interval_s: float = 30.0) -> None:

@@ -31,8 +31,8 @@ def sample_data() -> Path:
     return SAMPLE_DATA
 
 
-# Databases settings_factory named in this session; dropped when the session
-# ends, since a full run made about 130 of them (1.3 GB) and kept them all.
+# Databases settings_factory named in this session. They are dropped when the
+# session ends, because a full run makes about 130 of them (1.3 GB).
 _CREATED_DATABASES: list[str] = []
 
 

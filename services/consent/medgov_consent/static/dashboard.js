@@ -106,7 +106,7 @@ function projectStatus(project) {
 }
 
 function shortId(id) {
-  // A board decision id may end in a UUID ("dec-" and 36 characters); its first eight hex digits
+  // A board decision id may end in a UUID ("dec-" and 36 characters). Its first eight hex digits
   // tell decisions apart, and the full id stays in the cell's tooltip.
   const match = /^(.*-)([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.exec(id);
   return match ? `${match[1]}${match[2]}…` : id;
