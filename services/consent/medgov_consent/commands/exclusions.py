@@ -30,8 +30,9 @@ async def fan_out(context: HandlerContext, history: ConsentHistory, acknowledge_
         now=now,
         acknowledge_within=acknowledge_within,
     )
+    inserted = await exclusions.insert_exclusions(connection, planned)
     for exclusion in planned:
-        if await exclusions.insert_exclusion(connection, exclusion):
+        if exclusion.exclusion_id in inserted:
             await context.emit(_requested_event(exclusion))
     await histories.mark_fanned_out(connection, history.subject, now)
     if planned:

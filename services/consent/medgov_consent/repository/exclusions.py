@@ -1,6 +1,6 @@
 """Exclusions and the re-check findings in PostgreSQL."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -14,27 +14,30 @@ async def requested_ids(connection: asyncpg.Connection, subjects: Iterable[str])
     return {row["exclusion_id"] for row in rows}
 
 
-async def insert_exclusion(connection: asyncpg.Connection, planned: PlannedExclusion) -> bool:
-    """Store a planned exclusion; return False when one with its id exists already."""
-    inserted = await connection.fetchval(
+async def insert_exclusions(connection: asyncpg.Connection, planned: Sequence[PlannedExclusion]) -> set[str]:
+    """Store planned exclusions with one statement; return the ids that were new (an existing id is left as it is)."""
+    if not planned:
+        return set()
+    rows = await connection.fetch(
         """
         INSERT INTO exclusions (exclusion_id, grant_id, dataset_id, subject, consent_id, grantee_id, holder_id,
                                 reason, requested_at, acknowledge_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT (exclusion_id) DO NOTHING RETURNING true
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::timestamptz[], $10::timestamptz[])
+        ON CONFLICT (exclusion_id) DO NOTHING RETURNING exclusion_id
         """,
-        planned.exclusion_id,
-        planned.grant_id,
-        planned.dataset_id,
-        planned.subject,
-        planned.consent_id,
-        planned.grantee_id,
-        planned.holder_id,
-        planned.reason,
-        planned.requested_at,
-        planned.acknowledge_by,
+        [item.exclusion_id for item in planned],
+        [item.grant_id for item in planned],
+        [item.dataset_id for item in planned],
+        [item.subject for item in planned],
+        [item.consent_id for item in planned],
+        [item.grantee_id for item in planned],
+        [item.holder_id for item in planned],
+        [item.reason for item in planned],
+        [item.requested_at for item in planned],
+        [item.acknowledge_by for item in planned],
     )
-    return bool(inserted)
+    return {row["exclusion_id"] for row in rows}
 
 
 async def lock_exclusion(connection: asyncpg.Connection, exclusion_id: str) -> Exclusion | None:
