@@ -251,3 +251,41 @@ async def test_consumer_resumes_after_broker_restart(infra, topic, settings):
 
     assert readiness_while_down["kafka"].startswith("unreachable")
     assert readiness_after["kafka"] == "ok"
+
+
+async def test_retry_in_one_partition_rereads_the_rest_of_its_group(infra, settings):
+    """A small poll shares one transaction across partitions; a retried event must not strand the others."""
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(infra.kafka_bootstrap_servers, topic, partitions=2)
+    first, after_it, other = events("group-flaky", "group-after", "group-other")
+    toy.FLAKY.add("group-flaky")
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, enable_idempotence=True)
+    await producer.start()
+    try:
+        # Partition 0 holds more events, so it comes first in the group and
+        # partition 1's event sits after the failing one.
+        await producer.send_and_wait(topic, first.to_json(), key=b"a", partition=0)
+        await producer.send_and_wait(topic, after_it.to_json(), key=b"a", partition=0)
+        await producer.send_and_wait(topic, other.to_json(), key=b"b", partition=1)
+    finally:
+        await producer.stop()
+
+    async with running(build_toy(settings, [topic])) as service:
+        await wait_until(lambda: toy.CALLS["group-flaky"] >= 2, message="flaky event retried")
+        toy.FLAKY.discard("group-flaky")
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 3 FROM effects"), message="all three applied")
+
+    reader = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers, group_id=settings.kafka_group_id,
+                              enable_auto_commit=False)
+    await reader.start()
+    try:
+        committed = [await reader.committed(TopicPartition(topic, partition)) for partition in (0, 1)]
+    finally:
+        await reader.stop()
+    assert committed == [2, 1]
+    assert toy.CALLS["group-after"] == 1
+    assert toy.CALLS["group-other"] == 1
