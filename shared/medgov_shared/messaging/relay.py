@@ -31,6 +31,8 @@ _RELAY_LOCK_ID = 0x6D656467_6F760001
 
 _CHANNEL = "medgov_outbox"
 
+_BACKLOG_COUNT_INTERVAL_S = 5.0
+
 
 class OutboxRelay:
     def __init__(
@@ -52,6 +54,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self.last_success_monotonic: float | None = None
+        self._backlog_counted_at = float("-inf")
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -155,12 +158,28 @@ class OutboxRelay:
                 await connection.execute(
                     "UPDATE outbox SET failed_at = now(), last_error = $2 WHERE position = $1", position, error
                 )
-            backlog = await connection.fetchval(
-                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
-            )
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
+            backlog = await self._backlog(connection, full_pass=len(rows) == self.batch_size)
+        if backlog is not None:
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
         self.last_success_monotonic = time.monotonic()
         return len(sent)
+
+    async def _backlog(self, connection: asyncpg.Connection, *, full_pass: bool) -> int | None:
+        """Return the rows left to publish after this pass, or None when it is not worth counting now.
+
+        A pass that took fewer rows than it could took every row committed
+        when it started, so nothing is left but what committed since. After a
+        full pass the rest is counted, at most every `_BACKLOG_COUNT_INTERVAL_S`,
+        because counting a long backlog on every pass slowed the relay down
+        just when it had the most to do.
+        """
+        if not full_pass:
+            return 0
+        now = time.monotonic()
+        if now - self._backlog_counted_at < _BACKLOG_COUNT_INTERVAL_S:
+            return None
+        self._backlog_counted_at = now
+        return await connection.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
 
     async def _send(self, rows: list[asyncpg.Record]) -> tuple[list[int], list[tuple[int, str]]]:
         deliveries = []
