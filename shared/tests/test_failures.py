@@ -253,7 +253,7 @@ async def test_consumer_resumes_after_broker_restart(infra, topic, settings):
     assert readiness_after["kafka"] == "ok"
 
 
-async def test_retry_in_one_partition_rereads_the_rest_of_its_group(infra, settings):
+async def test_retry_rereads_rest_of_group(infra, settings):
     """A small poll shares one transaction across partitions; a retried event must not strand the others."""
     import uuid
 
@@ -266,7 +266,7 @@ async def test_retry_in_one_partition_rereads_the_rest_of_its_group(infra, setti
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, enable_idempotence=True)
     await producer.start()
     try:
-        # Partition 0 holds more events, so it comes first in the group and
+        # Partition 0 has more events, so it comes first in the group and
         # partition 1's event sits after the failing one.
         await producer.send_and_wait(topic, first.to_json(), key=b"a", partition=0)
         await producer.send_and_wait(topic, after_it.to_json(), key=b"a", partition=0)

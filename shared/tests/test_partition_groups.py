@@ -17,7 +17,7 @@ def test_small_poll_takes_one_transaction():
     assert sizes_of(group_partitions(poll(3, 2, 4, 1, 2, 3), max_groups=8)) == [[4, 3, 3, 2, 2, 1]]
 
 
-def test_full_poll_is_split_evenly_up_to_the_free_connections():
+def test_full_poll_split_evenly():
     groups = group_partitions(poll(90, 80, 85, 80, 85, 80), max_groups=8)
     assert len(groups) == 5
     assert sorted(sum(group) for group in sizes_of(groups)) == [80, 85, 85, 90, 80 + 80]

@@ -71,7 +71,7 @@ _NEXT_SAVEPOINT = "RELEASE SAVEPOINT medgov_event; SAVEPOINT medgov_event"
 _RELEASE_SAVEPOINT = "RELEASE SAVEPOINT medgov_event"
 _ROLLBACK_SAVEPOINT = "ROLLBACK TO SAVEPOINT medgov_event; RELEASE SAVEPOINT medgov_event"
 
-# A poll is split into transactions of at least this many events (see _group_partitions).
+# A poll is split into transactions of at least this many events (see group_partitions).
 _MIN_EVENTS_PER_GROUP = 100
 
 _BACKOFF_START_S = 0.2
@@ -115,7 +115,7 @@ def group_partitions(
 
     A group per partition would cost a small poll one transaction (a dozen
     round trips and a WAL flush) for every partition holding an event or
-    two, which set the latency at light load. So a group holds at least
+    two, which set the latency at light load. So a group contains at least
     `_MIN_EVENTS_PER_GROUP` events where it can, and a full poll is split
     into groups that run side by side: while one waits for PostgreSQL,
     another runs its handlers. Larger batches come first in a group.
@@ -473,7 +473,7 @@ class EventConsumer:
         )
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Send the offset commit and return without waiting for the broker's answer.
+        """Send the offset commit and return without waiting for the broker's response.
 
         The next poll's events are applied while the commit is in flight,
         which saves its round trip (about 5 ms on the benchmark machine) on
