@@ -12,7 +12,7 @@ from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.events.review import ApplicationApproved
 from medgov_shared.contracts.pseudonym import pseudonymize
-from medgov_shared.testing.fixtures import database_url_for
+from medgov_shared.testing.fixtures import database_url_for, new_database_name
 from medgov_shared.testing.services import unique_name
 
 SUBMITTED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -50,7 +50,7 @@ def consent_event(kind: str, patient: str):
 
 @pytest.fixture
 async def store(infra):
-    pool = await open_store(database_url_for(infra, unique_name("analytics")))
+    pool = await open_store(database_url_for(infra, new_database_name("analytics")))
     yield pool
     await pool.close()
 

@@ -15,6 +15,7 @@ from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.messaging import dlq
 from medgov_shared.messaging.context import BatchableHandler, RejectEvent
 from medgov_shared.service import Service
+from medgov_shared.testing.fixtures import new_database_name
 from medgov_shared.testing.services import running, unique_name, wait_until
 
 from .toy import MIGRATIONS, ToySettings, build_toy
@@ -170,7 +171,7 @@ async def test_sigkill_between_database_and_offset_commit(infra, toy_topic, toy_
             sent = await unit.emit(revocation("crash-1"), topic=toy_topic)
         await read_all(infra.kafka_bootstrap_servers, toy_topic, expected=1)
 
-    consumer_database = toy_settings.database_url.rsplit("/", 1)[0] + "/" + unique_name("toy_consumer")
+    consumer_database = toy_settings.database_url.rsplit("/", 1)[0] + "/" + new_database_name("toy_consumer")
     env = {
         "MEDGOV_CONSENT_REGION": "daegu",
         "MEDGOV_CONSENT_DATABASE_URL": consumer_database,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from medgov_shared.testing.fixtures import database_url_for
+from medgov_shared.testing.fixtures import database_url_for, new_database_name
 from medgov_shared.testing.services import http_client, running, unique_name
 
 from .budget import CASES_RUN
@@ -42,7 +42,7 @@ async def service_clients(infra, jwt_secret, sample_data, tmp_path_factory) -> A
             if name not in started:
                 common = {
                     "region": "daegu",
-                    "database_url": database_url_for(infra, unique_name(f"fuzz_{name}")),
+                    "database_url": database_url_for(infra, new_database_name(f"fuzz_{name}")),
                     "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
                     "jwt_secret": jwt_secret,
                     "kafka_group_id": unique_name(f"fuzz-{name}"),

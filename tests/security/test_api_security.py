@@ -32,7 +32,7 @@ from medgov_shared.contracts.events.catalog import DatasetPublished
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.contracts.types import LegalBasis, Region
 from medgov_shared.service import Service
-from medgov_shared.testing.fixtures import database_url_for
+from medgov_shared.testing.fixtures import database_url_for, new_database_name
 from medgov_shared.testing.services import http_client, running, unique_name, wait_until
 from medgov_shared.web.auth import ROLES, issue_token
 
@@ -249,7 +249,7 @@ class Stack:
     def settings(self, name: str) -> dict[str, Any]:
         return {
             "region": "daegu",
-            "database_url": database_url_for(self.infra, unique_name(f"security_{name}")),
+            "database_url": database_url_for(self.infra, new_database_name(f"security_{name}")),
             "kafka_bootstrap_servers": self.infra.kafka_bootstrap_servers,
             "jwt_secret": self.secret,
             "kafka_group_id": unique_name(f"security-{name}"),
