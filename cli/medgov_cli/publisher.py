@@ -33,6 +33,9 @@ from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
 from medgov_shared.contracts.registry import inbound_topic, payload_class
 from medgov_shared.messaging.errors import describe_validation_error
 
+from medgov_consent.domain.errors import ConsentRejected
+from medgov_consent.domain.fhir_consent import read_fhir_consent
+
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings
 from medgov_cli.subjects import json_type_name
 
@@ -167,8 +170,12 @@ class HospitalPublisher:
         except ValidationError as error:
             raise Rejected(f"invalid {event_type}: {describe_validation_error(error)}") from None
 
-    def consent_command(self, fhir_consent: dict[str, Any]) -> RecordConsent:
-        """Turn a FHIR R4 Consent into RecordConsent, replacing the patient reference with its pseudonym."""
+    def consent_command(self, fhir_consent: dict[str, Any], *, read_locally: bool = True) -> RecordConsent:
+        """Turn a FHIR R4 Consent into RecordConsent, replacing the patient reference with its pseudonym.
+
+        With `read_locally` the Consent is first read as the consent service
+        will read it, and one the service would dead-letter raises Rejected.
+        """
         if not isinstance(fhir_consent, dict):
             raise Rejected(f"expected a FHIR Consent resource (a JSON object), got {json_type_name(fhir_consent)}")
         if fhir_consent.get("resourceType") != "Consent":
@@ -194,6 +201,11 @@ class HospitalPublisher:
         consent_id = str(fhir_consent.get("id") or "")
         if not consent_id:
             raise Rejected("Consent.id is missing")
+        if read_locally:
+            try:
+                read_fhir_consent(cleaned)
+            except ConsentRejected as error:
+                raise Rejected(f"Consent {consent_id} rejected ({error.code}): {error.message}") from None
         command = self.command(
             "RecordConsent",
             {"consent_id": f"{self.institution_id}-{consent_id}", "fhir_consent": cleaned},

@@ -86,7 +86,10 @@ async def test_publish_reports_each_record(infra, sample_data, publisher_setting
     ends = await consumer.end_offsets(partitions)
 
     async with HospitalPublisher(publisher_settings, "knuh") as publisher:
-        items = [(path.name, publisher.consent_command(json.loads(path.read_text()))) for path in consent_files(sample_data)]
+        # Sent unread, because this test counts what the broker stored, also for the
+        # examples the consent service would dead-letter.
+        items = [(path.name, publisher.consent_command(json.loads(path.read_text()), read_locally=False))
+                 for path in consent_files(sample_data)]
         items.append(("broken", Rejected("not JSON")))
         report = await publisher.publish_all(items)
 
@@ -155,3 +158,30 @@ def test_staged_file_outside_root_rejected(tmp_path):
         staged_file(tmp_path, "../etc/passwd")
     with pytest.raises(Rejected, match="no such file in the staging folder"):
         staged_file(tmp_path, "missing.ndjson")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"status": "banana"}, r"\(consent_not_active\): status: status is 'banana'"),
+        ({"dateTime": "not-a-date"}, r"\(malformed_fhir\): dateTime: invalid FHIR R4 Consent .*DateTime"),
+        ({"scope": "research"}, r"\(malformed_fhir\): scope: invalid FHIR R4 Consent .*expected a JSON object, got the string 'research'"),
+    ],
+)
+def test_unusable_consent_rejected_before_sending(sample_data, publisher_settings, change, expected):
+    publisher = HospitalPublisher(publisher_settings, "knuh")
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    resource.update(change)
+
+    with pytest.raises(Rejected, match=r"^Consent consent-example-basic rejected " + expected):
+        publisher.consent_command(resource)
+
+
+def test_consent_sent_unread_when_asked(sample_data, publisher_settings):
+    publisher = HospitalPublisher(publisher_settings, "knuh")
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-Out.json").read_text())
+
+    with pytest.raises(Rejected, match=r"\(unknown_institution\): provision\.actor\[0\]\.reference"):
+        publisher.consent_command(resource)
+    command = publisher.consent_command(resource, read_locally=False)
+    assert command.consent_id == "knuh-consent-example-Out"

@@ -313,7 +313,9 @@ async def _record_consents(run: Run) -> None:
     async with run.publisher("knuh") as publisher:
         for name in plan.HL7_CONSENTS:
             resource = json.loads((consent_folder / name).read_text(encoding="utf-8"))
-            event_id = await publisher.send(publisher.consent_command(resource))
+            # Every example is sent, also those the consent service cannot use,
+            # so that the demo runs its dead-letter path as well.
+            event_id = await publisher.send(publisher.consent_command(resource, read_locally=False))
             run.tail.scope.command_ids.add(uuid.UUID(event_id))
             run.progress.advance(task)
         mii = (run.stack.sample_data / plan.MII_CONSENT).read_bytes()
