@@ -97,9 +97,14 @@ def _validate(resource: Mapping[str, Any]) -> Consent:
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "Consent"
+        problem = first["msg"]
+        if first["type"] == "json_invalid" and isinstance(first.get("input"), str):
+            # fhir.resources tries to parse a string given for a complex element as JSON,
+            # and pydantic's "Invalid JSON" would send the sender looking at the file's syntax.
+            problem = f"expected a JSON object, got the string {first['input'][:60]!r}"
         raise ConsentRejected(
             RejectionReason.MALFORMED_FHIR,
-            f"invalid FHIR R4 Consent ({error.error_count()} errors), first: {first['msg']}",
+            f"invalid FHIR R4 Consent ({error.error_count()} errors), first: {problem}",
             path=location,
         ) from error
 

@@ -346,3 +346,15 @@ def test_reader_keeps_no_patient_identity(consent_folder: Path) -> None:
 
     assert "Patient/f001" not in text
     assert "van de Heuvel" not in text
+
+
+def test_reader_string_for_object_named() -> None:
+    resource = consent({"type": "permit"})
+    resource["scope"] = "research"
+
+    error = rejection(resource)
+
+    assert error.reason is RejectionReason.MALFORMED_FHIR
+    assert error.path == "scope"
+    assert "expected a JSON object, got the string 'research'" in error.message
+    assert "Invalid JSON" not in error.message
