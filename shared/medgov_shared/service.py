@@ -73,6 +73,14 @@ def consumed_topics_pattern(topics: Sequence[str], *, inbound: bool) -> str:
     return "^(" + "|".join(alternatives) + ")$"
 
 
+def _request_error_message(error: Mapping) -> str:
+    """Return the message for one request validation error, naming an empty body as such."""
+    if error["type"] == "missing" and tuple(error["loc"]) == ("body",):
+        # FastAPI's "Field required" at the body means no body was sent at all.
+        return "request body is missing; send a JSON object with the fields this route documents in /docs"
+    return error["msg"]
+
+
 class Service:
     def __init__(
         self,
@@ -308,7 +316,8 @@ class Service:
             # FastAPI's own handler echoes each rejected input. Serializing a body
             # that is not UTF-8, or nested about 1,000 levels deep, then raised, so
             # the response was a 500. The location, message and type are enough to fix a request.
-            errors = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+            errors = [{"loc": list(item["loc"]), "msg": _request_error_message(item), "type": item["type"]}
+                      for item in error.errors()]
             return JSONResponse({"detail": errors}, status_code=422)
 
         @app.exception_handler(asyncpg.CharacterNotInRepertoireError)

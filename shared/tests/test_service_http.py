@@ -292,3 +292,12 @@ async def test_unreachable_database_answers_503(settings_factory):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert "database or broker is unavailable (CannotConnectNowError)" in response.json()["detail"]
+
+
+async def test_empty_body_named(client, operator):
+    response = await client.post("/notes", content=b"", headers={**operator, "Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail[0]["loc"] == ["body"]
+    assert detail[0]["msg"].startswith("request body is missing; send a JSON object")
