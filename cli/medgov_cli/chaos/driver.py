@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass, field
@@ -449,6 +450,17 @@ async def _settle(state: _Run) -> None:
 # -- output --------------------------------------------------------------------------
 
 
+def report_console() -> Console:
+    """Return the console for progress and the checks table, on standard error.
+
+    Without a terminal rich assumes 80 columns and cuts the table's figures
+    to "exp…", so a console writing to a file or pipe gets 160.
+    """
+    if sys.stderr.isatty():
+        return Console(stderr=True)
+    return Console(stderr=True, width=160)
+
+
 def print_report(report: ChaosReport, console: Console) -> None:
     """Print the checks table and findings to `console`; the summary line goes to stdout separately."""
     table = Table(title=f"chaos run: seed {report.seed}, {report.duration_s:.0f} s")
@@ -510,7 +522,7 @@ def run_chaos(events: int, kills: int, kafka_restarts: int, postgres_restarts: i
     """
     config = ChaosConfig(events=events, kills=kills, kafka_restarts=kafka_restarts,
                          postgres_restarts=postgres_restarts, seed=seed)
-    console = Console(stderr=True)
+    console = report_console()
     _log_to_file(config.log_dir / "driver.log")
 
     async def go(infrastructure: ChaosInfrastructure) -> ChaosReport:

@@ -1,0 +1,25 @@
+"""The chaos run's checks table, printed where no terminal sets the width."""
+
+from types import SimpleNamespace
+
+from medgov_cli.chaos.driver import print_report, report_console
+
+
+def test_table_whole_without_terminal(capsys):
+    # The longest names a run prints: a store and an event column of about 30 characters each.
+    check = SimpleNamespace(store="consent revocations (applied or parked)", event="events from medgov.catalog.v1",
+                            expected=2250341, found=2250341, missing_count=0, doubled_count=0, passed=True,
+                            missing=[], doubled=[])
+    report = SimpleNamespace(
+        seed=889360851, duration_s=425.3, faults_done=[], phase_ends_s={},
+        verification=SimpleNamespace(checks=[check], dead_letter_reasons={}),
+        unexpected_exits=[], liveness_restarts=[], start_failures=[], unconfirmed=0, sequence_gaps=[], resends=0,
+    )
+    console = report_console()  # pytest captures standard error, so it is no terminal here
+
+    print_report(report, console)
+
+    text = capsys.readouterr().err
+    assert "…" not in text
+    assert "2250341" in text
+    assert "consent revocations (applied or parked)" in text
