@@ -23,14 +23,17 @@ log = logging.getLogger(__name__)
 
 PRIVATE_VAR_DIR = REPO_ROOT / "var" / "chaos"
 
-# Each default port of the launcher plus 10000, so the private pair never
-# meets the shared one (19092-19094 and 15432).
-PRIVATE_PORTS: Mapping[str, str] = {
-    "MEDGOV_KAFKA_PORT": "29092",
-    "MEDGOV_KAFKA_SASL_PORT": "29093",
-    "MEDGOV_KAFKA_CONTROLLER_PORT": "29094",
-    "MEDGOV_POSTGRES_PORT": "25432",
+# The launcher's port variables with their defaults (deploy/local/launcher.py).
+_LAUNCHER_PORTS: Mapping[str, int] = {
+    "MEDGOV_KAFKA_PORT": 19092,
+    "MEDGOV_KAFKA_SASL_PORT": 19093,
+    "MEDGOV_KAFKA_CONTROLLER_PORT": 19094,
+    "MEDGOV_POSTGRES_PORT": 15432,
 }
+_PRIVATE_PORT_OFFSET = 10000
+
+# The private pair's ports for the launcher's defaults: 29092-29094 and 25432.
+PRIVATE_PORTS: Mapping[str, str] = {variable: str(port + _PRIVATE_PORT_OFFSET) for variable, port in _LAUNCHER_PORTS.items()}
 
 
 class ChaosSetupError(Exception):
@@ -81,21 +84,43 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] = PRIVATE_PORTS) -> ModuleType:
+def private_ports(environment: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Return the private pair's ports: each port of this checkout's launcher plus 10000.
+
+    A checkout whose launcher runs on other ports (set with the same
+    variables, as for a second checkout on one machine) so gets a private
+    pair of its own too. Raise ChaosSetupError for a value that is not a
+    port or leaves no room for the offset.
+    """
+    ports = {}
+    for variable, default in _LAUNCHER_PORTS.items():
+        value = environment.get(variable) or str(default)
+        if not value.isdigit() or not 0 < int(value) <= 65535 - _PRIVATE_PORT_OFFSET:
+            raise ChaosSetupError(
+                f"{variable}={value!r} is not a port from 1 to {65535 - _PRIVATE_PORT_OFFSET}; the chaos run "
+                f"starts its private pair {_PRIVATE_PORT_OFFSET} ports higher, so choose a lower port"
+            )
+        ports[variable] = str(int(value) + _PRIVATE_PORT_OFFSET)
+    return ports
+
+
+def load_private_launcher(var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] | None = None) -> ModuleType:
     """Load a separate copy of the launcher module bound to the given ports and state directory.
 
     The launcher reads its overrides when the module is executed, so the
     variables are set only around loading; the shared launcher is unaffected.
     """
-    with environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **ports}):
+    with environment({"MEDGOV_LOCAL_VAR_DIR": str(var_dir), **(private_ports() if ports is None else ports)}):
         return load_launcher()
 
 
 @contextlib.contextmanager
 def private_pair(
-    var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] = PRIVATE_PORTS, *, remove_state: bool = False
+    var_dir: Path = PRIVATE_VAR_DIR, ports: Mapping[str, str] | None = None, *, remove_state: bool = False
 ) -> Iterator[ChaosInfrastructure]:
     """Start the private broker and database for one run and stop both afterwards.
+
+    `ports` None means `private_ports()`.
 
     A broker that is not running starts from empty storage, so records of
     earlier runs never reach this run's consumers. With `remove_state`, the
