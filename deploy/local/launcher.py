@@ -691,10 +691,12 @@ def _spawn_broker(config_file: Path) -> int:
     KAFKA_PID_FILE.unlink(missing_ok=True)
     java_command = [
         _java_path(),
-        # Small heap: the development machines and CI have 2 cores and share
-        # them with PostgreSQL and the services under test.
+        # A small starting heap, because the development machines and CI share
+        # 2 cores with PostgreSQL and the services under test. The maximum is
+        # 1 GiB: a broker kept across many test runs held about 5,000
+        # partitions of test topics and exited on OutOfMemoryError at 512 MiB.
         "-Xms256m",
-        "-Xmx512m",
+        "-Xmx1g",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError",
