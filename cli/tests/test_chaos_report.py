@@ -6,7 +6,7 @@ from medgov_cli.chaos.driver import print_report, report_console
 
 
 def test_table_whole_without_terminal(capsys):
-    # The longest names a run prints: a store and an event column of about 30 characters each.
+    # Names as long as the longest a run prints, about 30 characters in each column.
     check = SimpleNamespace(store="consent revocations (applied or parked)", event="events from medgov.catalog.v1",
                             expected=2250341, found=2250341, missing_count=0, doubled_count=0, passed=True,
                             missing=[], doubled=[])

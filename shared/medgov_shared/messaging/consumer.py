@@ -19,8 +19,8 @@ its inbox row, where failures are sorted:
 - the database or broker is away: the batch is rolled back and re-read from
   its first uncommitted offset after a back-off;
 - contention or TransientError on one event: the events before it are
-  committed, and its partition, and any other of its group with events
-  after it, are re-read from the first event not applied after a back-off.
+  committed. After a back-off, every partition of its group with events
+  from that one on is re-read from its first event not applied.
 """
 
 import asyncio
@@ -253,12 +253,13 @@ class EventConsumer:
                     done += rest_done
         except CONNECTION_ERRORS as error:
             self.last_error = describe_error(error)
+            # One line for the group: the rate-limited log would drop the later partitions' lines.
+            self._outage_log.warning(
+                "batch rolled back, will re-read it",
+                from_offsets={f"{partition.topic}[{partition.partition}]": batch[0].offset for partition, batch in group},
+                error=self.last_error,
+            )
             for partition, batch in group:
-                self._outage_log.warning(
-                    "batch rolled back, will re-read it",
-                    topic=partition.topic, partition=partition.partition,
-                    from_offset=batch[0].offset, error=self.last_error,
-                )
                 self.consumer.seek(partition, batch[0].offset)
             return {}, True
 
@@ -486,7 +487,7 @@ class EventConsumer:
             self._commit_in_flight = asyncio.create_task(self._send_commit(offsets))
 
     async def _finish_commit(self) -> None:
-        """Wait for the offset commit in flight, if any; its failure is raised here."""
+        """Wait for the offset commit in flight, if any, and raise its failure."""
         task, self._commit_in_flight = self._commit_in_flight, None
         if task is not None:
             await task
