@@ -11,6 +11,7 @@ from pathlib import Path
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import pool as sa_pool
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -38,6 +39,10 @@ async def upgrade_async(script_location: Path, database_url: str) -> None:
     await asyncio.to_thread(upgrade, script_location, database_url)
 
 
+# Arbitrary constant naming the migration lock in pg_advisory locks.
+_MIGRATION_LOCK_ID = 0x6D656467_6F760002
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
     with context.begin_transaction():
@@ -48,8 +53,17 @@ async def _run_async(url: str) -> None:
     engine = create_async_engine(url, poolclass=sa_pool.NullPool)
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(_run)
+            # Processes starting together on one database (replicas, a worker and
+            # its relay) would each create the same tables, and all but one fail.
+            # The lock makes them take turns; the later ones find nothing to do.
+            await connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
             await connection.commit()
+            try:
+                await connection.run_sync(_run)
+                await connection.commit()
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                await connection.commit()
     finally:
         await engine.dispose()
 
