@@ -3,7 +3,6 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from faststream.kafka import TestKafkaBroker
 

@@ -168,7 +168,7 @@ async def test_table_denied_even_with_connect_privilege(keystore: str) -> None:
 async def test_key_table_owned_by_keys_role_only(keystore: str) -> None:
     connection = await asyncpg.connect(url_as(keystore, urlsplit(keystore).username or "medgov", KEYS_DATABASE))
     try:
-        owner = await connection.fetchval(f"SELECT tableowner FROM pg_tables WHERE schemaname || '.' || tablename = $1",
+        owner = await connection.fetchval("SELECT tableowner FROM pg_tables WHERE schemaname || '.' || tablename = $1",
                                           KEY_TABLE)
         grantees = await connection.fetch(
             "SELECT DISTINCT grantee FROM information_schema.role_table_grants "

@@ -3,18 +3,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from medgov_grants.domain.errors import ConflictingPosting, UnknownInstitution
-from medgov_grants.domain.fund import Allocation, Clawback, Fund, TransactionNotCounted
+from medgov_grants.domain.fund import Allocation, Fund, TransactionNotCounted
 from medgov_grants.domain.ledger import (
     Account,
-    Disbursed,
-    PayoutCancelled,
-    PayoutHeld,
     PayoutStatus,
-    PayoutWaiting,
 )
-from medgov_grants.domain.milestones import CountResult, MilestoneCrossed
+from medgov_grants.domain.milestones import CountResult
 from medgov_grants.domain.policy import FundSplit
-from medgov_grants.domain.subsidies import SubsidyChange
 from medgov_shared.contracts.events.grants import FundAllocated
 from medgov_shared.contracts.events.review import AccessExpired
 
