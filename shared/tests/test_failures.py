@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.messaging import dlq
 from medgov_shared.messaging.outbox import EventTooLarge
-from medgov_shared.testing.services import running, wait_until
+from medgov_shared.testing.services import running, topic_tag, wait_until
 
 from . import toy
 from .test_runtime import committed_offset, create_topic, publish, read_all, revocation
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def topic(infra) -> str:
-    import uuid
-
-    name = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    name = f"medgov.test-{topic_tag()}.v1"
     await create_topic(infra.kafka_bootstrap_servers, name)
     return name
 
@@ -255,11 +253,9 @@ async def test_consumer_resumes_after_broker_restart(infra, topic, settings):
 
 async def test_retry_rereads_rest_of_group(infra, settings):
     """A small poll shares one transaction across partitions; a retried event must not strand the others."""
-    import uuid
-
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    topic = f"medgov.test-{topic_tag()}.v1"
     await create_topic(infra.kafka_bootstrap_servers, topic, partitions=2)
     first, after_it, other = events("group-flaky", "group-after", "group-other")
     toy.FLAKY.add("group-flaky")

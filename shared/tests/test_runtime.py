@@ -1,7 +1,6 @@
 """The messaging runtime against the real Kafka broker and PostgreSQL server."""
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 
 import orjson
@@ -16,7 +15,7 @@ from medgov_shared.messaging import dlq
 from medgov_shared.messaging.context import BatchableHandler, RejectEvent
 from medgov_shared.service import Service
 from medgov_shared.testing.fixtures import new_database_name
-from medgov_shared.testing.services import running, unique_name, wait_until
+from medgov_shared.testing.services import running, topic_tag, unique_name, wait_until
 
 from .toy import MIGRATIONS, ToySettings, build_toy
 
@@ -76,7 +75,7 @@ async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float =
 
 @pytest.fixture
 async def toy_topic(infra) -> str:
-    name = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    name = f"medgov.test-{topic_tag()}.v1"
     await create_topic(infra.kafka_bootstrap_servers, name)
     return name
 

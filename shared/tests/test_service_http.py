@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from medgov_shared.messaging.consumer import EventConsumer
 from medgov_shared.messaging.relay import OutboxRelay
 from medgov_shared.service import Service
-from medgov_shared.testing.services import http_client, running, unique_name, wait_until
+from medgov_shared.testing.services import http_client, running, topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import Principal, issue_token, require_roles
 
 from .test_runtime import create_topic, revocation
@@ -191,7 +191,7 @@ async def test_docs_offline(client):
 
 
 async def test_dead_consumer_logged_and_not_ready(infra, settings_factory, monkeypatch):
-    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    topic = f"medgov.test-{topic_tag()}.v1"
     await create_topic(infra.kafka_bootstrap_servers, topic)
 
     async def crash(self) -> None:
@@ -233,7 +233,7 @@ async def test_route_max_body_size_wins(settings_factory, operator):
 
 
 async def test_task_failure_asks_the_process_to_exit(infra, settings_factory, monkeypatch):
-    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    topic = f"medgov.test-{topic_tag()}.v1"
     await create_topic(infra.kafka_bootstrap_servers, topic)
 
     async def crash(self) -> None:
@@ -252,7 +252,7 @@ async def test_task_failure_asks_the_process_to_exit(infra, settings_factory, mo
 
 
 async def test_relay_survives_an_unexpected_error(infra, settings_factory, monkeypatch):
-    topic = f"medgov.test-{uuid.uuid4().hex[:8]}.v1"
+    topic = f"medgov.test-{topic_tag()}.v1"
     await create_topic(infra.kafka_bootstrap_servers, topic)
     original = OutboxRelay.publish_pending
     failures = [RuntimeError("relay bug")]  # not a connection error: the relay logs it and tries again

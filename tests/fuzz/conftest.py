@@ -1,14 +1,13 @@
 """The `fuzz` marker and the running services the fuzz tests share."""
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
 from medgov_shared.testing.fixtures import database_url_for, new_database_name
-from medgov_shared.testing.services import http_client, running, unique_name
+from medgov_shared.testing.services import http_client, running, topic_tag, unique_name
 
 from .budget import CASES_RUN
 from .http_strategies import use_sample_data
@@ -52,7 +51,7 @@ async def service_clients(infra, jwt_secret, sample_data, tmp_path_factory) -> A
                 staging = tmp_path_factory.mktemp(f"staging-{name}")
                 # The catalog rejects uploads into a staging area whose folder does not exist yet.
                 (staging / "knuh").mkdir()
-                service = build(name, common, staging, f"medgov.test-fuzz-{uuid.uuid4().hex[:8]}.v1")
+                service = build(name, common, staging, f"medgov.test-fuzz-{topic_tag()}.v1")
                 await stack.enter_async_context(running(service))
                 started[name] = await stack.enter_async_context(http_client(service))
             return started[name]

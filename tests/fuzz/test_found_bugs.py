@@ -20,7 +20,7 @@ from medgov_shared.contracts.events.catalog import DatasetDescription, DatasetFi
 from medgov_shared.contracts.events.inbound import RevokeConsent
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.contracts.registry import inbound_topic
-from medgov_shared.testing.services import running, unique_name, wait_until
+from medgov_shared.testing.services import running, topic_tag, unique_name, wait_until
 
 from medgov_consent.main import build_service as build_consent
 from medgov_consent.settings import ConsentSettings
@@ -63,7 +63,7 @@ def assert_specific_client_error(response: httpx.Response) -> None:
 
 @pytest.mark.integration
 async def test_non_ascii_schema_version_keeps_consumer(infra, settings_factory) -> None:  # type: ignore[no-untyped-def]
-    institution = f"t-{uuid.uuid4().hex[:8]}"
+    institution = f"t-{topic_tag()}"
     topic = inbound_topic(institution)
     bootstrap = infra.kafka_bootstrap_servers
     poison = sentinel(institution).replace(b":v1", ":v\u00b2".encode())

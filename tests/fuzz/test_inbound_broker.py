@@ -7,7 +7,6 @@ dead letter with its reason in the headers, and the consumer must still run
 after the last one.
 """
 
-import uuid
 from dataclasses import replace
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import Phase, given, settings
 
 from medgov_shared.contracts.registry import dlq_topic, inbound_topic
 from medgov_shared.messaging import dlq
-from medgov_shared.testing.services import running, unique_name, wait_until
+from medgov_shared.testing.services import running, topic_tag, unique_name, wait_until
 
 from medgov_consent.main import build_service
 from medgov_consent.settings import ConsentSettings
@@ -84,7 +83,7 @@ def expected_reason(record: FuzzRecord, handled_types: set[str]) -> str | None:
 
 
 async def test_malformed_records_through_running_service(infra, settings_factory) -> None:  # type: ignore[no-untyped-def]
-    institution = f"t-{uuid.uuid4().hex[:8]}"
+    institution = f"t-{topic_tag()}"
     topic = inbound_topic(institution)
     bootstrap = infra.kafka_bootstrap_servers
     sample = draw_sample(institution, examples_for(quick=60, share=0.02))

@@ -20,7 +20,7 @@ from medgov_shared.contracts.events.review import AccessGranted
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.contracts.types import LegalBasis, Region
 from medgov_shared.service import Service
-from medgov_shared.testing.services import wait_until
+from medgov_shared.testing.services import topic_tag, wait_until
 from medgov_shared.web.auth import issue_token
 
 SUBJECT_KEY = b"pipa-predicate-tests-pseudonym-k!"
@@ -46,7 +46,7 @@ class PrivateTopics:
     """A stand-in for medgov.catalog.v1 and medgov.review.v1 that only this test writes to."""
 
     def __init__(self, bootstrap: str) -> None:
-        tag = uuid.uuid4().hex[:8]
+        tag = topic_tag()
         self.bootstrap = bootstrap
         self.catalog = f"medgov.test-pipa-{tag}.catalog.v1"
         self.review = f"medgov.test-pipa-{tag}.review.v1"

@@ -33,7 +33,7 @@ from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.contracts.types import LegalBasis, Region
 from medgov_shared.service import Service
 from medgov_shared.testing.fixtures import database_url_for, new_database_name
-from medgov_shared.testing.services import http_client, running, unique_name, wait_until
+from medgov_shared.testing.services import http_client, running, topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import ROLES, issue_token
 
 from medgov_catalog.main import build_service as build_catalog
@@ -242,7 +242,7 @@ class Stack:
         self.infra = infra
         self.secret = jwt_secret
         self.staging_root = staging_root
-        self.catalog_topic = f"medgov.test-security-{uuid.uuid4().hex[:8]}.catalog.v1"
+        self.catalog_topic = f"medgov.test-security-{topic_tag()}.catalog.v1"
         self.services: dict[str, Service] = {}
         self.clients: dict[str, httpx.AsyncClient] = {}
 

@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope, wrap
 from medgov_shared.contracts.events.catalog import DatasetDescription
-from medgov_shared.testing.services import unique_name, wait_until
+from medgov_shared.testing.services import topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import issue_token
 
 from medgov_catalog.settings import CatalogSettings
@@ -27,7 +27,7 @@ class PrivateTopics:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        tag = uuid.uuid4().hex[:8]
+        tag = topic_tag()
         self.institution = f"t-{tag}"
         self.inbound = f"medgov.inbound.{self.institution}.v1"
         self.catalog = f"medgov.test-catalog-{tag}.v1"

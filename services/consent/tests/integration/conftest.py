@@ -29,7 +29,7 @@ from medgov_shared.contracts.events.review import AccessGranted, ApplicationAppr
 from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.service import Service
-from medgov_shared.testing.services import running, unique_name, wait_until
+from medgov_shared.testing.services import running, topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import issue_token
 
 from medgov_consent.main import build_service
@@ -55,7 +55,7 @@ class Topics:
 
 @pytest.fixture
 async def topics(infra: Any) -> Topics:
-    prefix = f"medgov.test-consent-{uuid.uuid4().hex[:8]}"
+    prefix = f"medgov.test-consent-{topic_tag()}"
     names = Topics(review=f"{prefix}.review.v1", catalog=f"{prefix}.catalog.v1")
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
     await admin.start()

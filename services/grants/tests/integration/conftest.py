@@ -1,6 +1,5 @@
 """Fixtures for grants integration tests: private input topics, an event publisher, settings and tokens."""
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope, wrap
-from medgov_shared.testing.services import unique_name
+from medgov_shared.testing.services import topic_tag, unique_name
 from medgov_shared.web.auth import issue_token
 
 from medgov_grants.domain.policy import default_policy
@@ -38,7 +37,7 @@ class InputTopics:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        tag = uuid.uuid4().hex[:8]
+        tag = topic_tag()
         self.by_source = {source: f"medgov.test-grants-{tag}.{source}.v1" for source in ("review", "catalog", "consent")}
 
     @property

@@ -18,7 +18,7 @@ from medgov_shared.contracts.envelope import Envelope, wrap
 from medgov_shared.contracts.events.catalog import DatasetPublished
 from medgov_shared.contracts.registry import inbound_topic
 from medgov_shared.contracts.types import LegalBasis, Region
-from medgov_shared.testing.services import unique_name, wait_until
+from medgov_shared.testing.services import topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import issue_token
 
 from medgov_review.settings import ReviewSettings
@@ -35,7 +35,7 @@ class TestTopics:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        tag = uuid.uuid4().hex[:8]
+        tag = topic_tag()
         self.catalog = f"medgov.test-review-{tag}.catalog.v1"
         # An inbound topic of an unregistered test institution, so that only this test writes to it.
         self.hospital = f"t-{tag}"
