@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
 from medgov_cli.subjects import decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
@@ -297,12 +298,19 @@ def subscribe(
 def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave services and dashboards running until Ctrl-C.")] = False,
     summary: Annotated[Path, typer.Option(help="Where to write the JSON summary.")] = Path("var/demo-summary.json"),
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1024, max=65530, envvar="MEDGOV_DEMO_PORT",
+            help="Console port on 127.0.0.1; the review, catalog, consent and grants APIs take the next four ports.",
+        ),
+    ] = DEFAULT_CONSOLE_PORT,
 ) -> None:
     """Play the regional scenario on the real sample data."""
     from medgov_cli.demo.scenario import run_demo
 
     try:
-        code = run_demo(keep_running=keep_running, summary_path=summary)
+        code = run_demo(keep_running=keep_running, summary_path=summary, console_port=port)
     except ValidationError as error:
         fail(f"Kafka {describe_settings_error(error)}; run `make up` and source var/local.env")
     raise typer.Exit(code)
@@ -324,19 +332,25 @@ def chaos(
 
 @app.command("console")
 def serve_console(
-    port: Annotated[int, typer.Option(help="Port of the console on 127.0.0.1.")] = 8100,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1024, max=65530, envvar="MEDGOV_DEMO_PORT",
+            help="Port of the console on 127.0.0.1; the services are expected on the next four ports, as `medgov demo` starts them.",
+        ),
+    ] = DEFAULT_CONSOLE_PORT,
 ) -> None:
-    """Serve the governance console against services on their default local ports (8101-8104)."""
+    """Serve the governance console against the services of a running scenario (ports 8101-8104 by default)."""
     import uvicorn
 
     from medgov_cli.console.app import create_console
-    from medgov_cli.demo.stack import SERVICE_PORTS
+    from medgov_cli.demo.stack import service_ports
 
     secret = os.environ.get("JWT_SECRET")
     if not secret:
         console.print("[red]JWT_SECRET is not set; use the key the services verify tokens with[/red]")
         raise typer.Exit(2)
-    urls = {service: f"http://127.0.0.1:{port_}" for service, port_ in SERVICE_PORTS.items()}
+    urls = {service: f"http://127.0.0.1:{service_port}" for service, service_port in service_ports(port).items()}
     uvicorn.run(create_console(urls, secret), host="127.0.0.1", port=port)
 
 

@@ -210,3 +210,17 @@ def test_dlq_show_unknown_topic(infra, environment):
     result = invoke(["dlq", "show", "medgov.no-such-topic.v1.dlq"], environment)
 
     assert_clean_failure(result, "topic medgov.no-such-topic.v1.dlq not found on the Kafka broker")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "variables", "expected"),
+    [
+        (["--port", "80"], {}, "greater than or equal to 1024"),
+        ([], {"MEDGOV_DEMO_PORT": "65533"}, "less than or equal to 65530"),
+    ],
+)
+def test_demo_port_out_of_range(arguments, variables, expected, environment):
+    # Wide enough that the error box does not wrap the message.
+    result = invoke(["demo", *arguments], {**environment, **variables, "COLUMNS": "200"})
+
+    assert_clean_failure(result, "Invalid value for '--port' (env var: 'MEDGOV_DEMO_PORT')", expected)

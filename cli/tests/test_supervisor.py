@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from medgov_cli.demo import stack as stack_module
-from medgov_cli.demo.stack import MAX_RESTARTS, SERVICE_PORTS, Stack, describe_exit
+from medgov_cli.demo.stack import MAX_RESTARTS, SERVICES, Stack, describe_exit
 
 
 class ScriptStack(Stack):
@@ -64,7 +64,7 @@ async def test_killed_service_restarted(tmp_path, fast_backoff):
     assert f"review exited unexpectedly (killed by SIGKILL); see {tmp_path / 'var/log/review.log'}" in lines[0]
     assert f"restart 1 of {MAX_RESTARTS}" in lines[0]
     assert lines[1].startswith("review is ready again after restart 1")
-    assert all(stack.states[other].restarts == 0 for other in SERVICE_PORTS if other != "review")
+    assert all(stack.states[other].restarts == 0 for other in SERVICES if other != "review")
 
 
 async def test_crash_loop_given_up(tmp_path, fast_backoff, monkeypatch):
@@ -82,7 +82,7 @@ async def test_crash_loop_given_up(tmp_path, fast_backoff, monkeypatch):
     assert all(state.restarts == MAX_RESTARTS for state in stack.states.values())
     assert all(state.last_exit_code == 3 for state in stack.states.values())
     given_up = [line for line in lines if "is not restarted" in line]
-    assert len(given_up) == len(SERVICE_PORTS)
+    assert len(given_up) == len(SERVICES)
     assert "grants exited (exit code 3) and is not restarted" in " ".join(given_up)
 
 
@@ -99,7 +99,7 @@ def test_supervision_report_names_log(tmp_path):
     finally:
         stack.stop()
 
-    assert set(report) == set(SERVICE_PORTS)
+    assert set(report) == set(SERVICES)
     assert report["consent"]["log"] == str(tmp_path / "var" / "log" / "consent.log")
     assert report["consent"]["url"] == "http://127.0.0.1:8103"
     assert report["consent"]["restarts"] == 0
@@ -139,7 +139,7 @@ def test_services_start_in_their_own_session(tmp_path, monkeypatch):
     stack.start()
 
     # Ctrl-C in the terminal must reach only the scenario, which stops the services itself.
-    assert len(started) == len(SERVICE_PORTS)
+    assert len(started) == len(SERVICES)
     assert all(options["start_new_session"] for options in started)
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from medgov_shared.testing.infrastructure import REPO_ROOT
+from medgov_shared.testing.services import free_port_block
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +24,10 @@ def summary(infra, sample_data, demo_output):
     """Run the scenario as `make run` does, keep it running for the console tests, stop it with Ctrl-C."""
     output = demo_output
     path = output.with_name("demo-summary.json")
+    # Ports of its own, so that a `make run` left running beside the tests does not stop the scenario.
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
-           "DATABASE_URL": infra.database_url, "MEDGOV_SAMPLE_DATA": str(sample_data)}
+           "DATABASE_URL": infra.database_url, "MEDGOV_SAMPLE_DATA": str(sample_data),
+           "MEDGOV_DEMO_PORT": str(free_port_block(5))}
     with output.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "medgov_cli.main", "demo", "--keep-running", "--summary", str(path)],

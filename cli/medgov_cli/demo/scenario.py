@@ -36,7 +36,7 @@ from medgov_cli.demo.events import (
     ensure_all_topics,
 )
 from medgov_cli.demo.progress import StepProgress, step_progress
-from medgov_cli.demo.stack import CONSOLE_PORT, MAX_RESTARTS, SERVICE_PORTS, Stack
+from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT, MAX_RESTARTS, SERVICES, Stack, service_ports
 from medgov_cli.publisher import HospitalPublisher
 from medgov_cli.settings import KafkaClientSettings, PublisherSettings
 from medgov_cli.subjects import local_patient_ids
@@ -80,10 +80,10 @@ def sample_data_folder(root: Path) -> Path:
     return folder
 
 
-def ports_in_use() -> list[int]:
+def ports_in_use(console_port: int = DEFAULT_CONSOLE_PORT) -> list[int]:
     """Return the console and service ports that something on 127.0.0.1 already listens on."""
     taken = []
-    for port in (CONSOLE_PORT, *SERVICE_PORTS.values()):
+    for port in (console_port, *service_ports(console_port).values()):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.settimeout(0.5)
             if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -91,18 +91,19 @@ def ports_in_use() -> list[int]:
     return taken
 
 
-def run_demo(*, keep_running: bool, summary_path: Path) -> int:
+def run_demo(*, keep_running: bool, summary_path: Path, console_port: int = DEFAULT_CONSOLE_PORT) -> int:
     # Checked before anything is created or dropped: a second scenario run
     # beside a running one must leave the running one's databases alone.
-    taken = ports_in_use()
+    taken = ports_in_use(console_port)
     if taken:
         console.print(
             f"[red]ports {', '.join(map(str, taken))} on 127.0.0.1 are in use, probably by a scenario that is "
-            f"still running (make run); stop it with Ctrl-C, or use its URLs[/red]"
+            f"still running (make run); stop it with Ctrl-C, or use its URLs, or give this run other ports "
+            f"with --port or MEDGOV_DEMO_PORT[/red]"
         )
         return 1
     try:
-        return asyncio.run(_run(keep_running=keep_running, summary_path=summary_path))
+        return asyncio.run(_run(keep_running=keep_running, summary_path=summary_path, console_port=console_port))
     except KeyboardInterrupt:
         # asyncio.run cancelled the scenario on Ctrl-C; its cleanup stopped the services.
         console.print("interrupted: services stopped; run `make run` again to start over")
@@ -124,12 +125,12 @@ def _staging_copy(sample_data: Path, staging: Path) -> Path:
     return staging
 
 
-async def _run(*, keep_running: bool, summary_path: Path) -> int:
+async def _run(*, keep_running: bool, summary_path: Path, console_port: int) -> int:
     root = Path.cwd()
     sample_data = sample_data_folder(root)
     kafka = KafkaClientSettings()
     options = kafka.client_options()
-    stack = Stack(root=root, sample_data=sample_data)
+    stack = Stack(root=root, sample_data=sample_data, console_port=console_port)
     staging = _staging_copy(sample_data, root / "var" / "demo" / "staging")
     stack.extra_env = {
         "catalog": {"MEDGOV_CATALOG_STAGING_ROOT": str(staging), "MEDGOV_CATALOG_STAGING_PER_INSTITUTION": "false"},
@@ -142,7 +143,7 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
         console.print(f"removed {len(dropped)} databases of earlier scenario runs (the previous run's are kept)")
     await ensure_all_topics(options)
     start = await end_offsets(options, list(SERVICE_TOPIC_NAMES))
-    await start_groups_at_end(options, [f"medgov-{service}-demo-{stack.run_id}" for service in SERVICE_PORTS])
+    await start_groups_at_end(options, [f"medgov-{service}-demo-{stack.run_id}" for service in SERVICES])
 
     with _status("starting review, catalog, consent and grants ..."):
         stack.start()
@@ -154,7 +155,7 @@ async def _run(*, keep_running: bool, summary_path: Path) -> int:
     supervisor = asyncio.create_task(stack.supervise(_notify))
     console_server = _serve_console(stack)
     console_task = asyncio.create_task(console_server.serve())
-    actors = Actors({service: stack.url(service) for service in SERVICE_PORTS}, stack.jwt_secret)
+    actors = Actors({service: stack.url(service) for service in SERVICES}, stack.jwt_secret)
     region_keys = {region: os.urandom(32).hex() for region in plan.BOARD_PREFIX}
     try:
         async with EventTail(options, start) as tail:
@@ -203,9 +204,9 @@ class _ConsoleServer(uvicorn.Server):
 
 
 def _serve_console(stack: Stack) -> uvicorn.Server:
-    app = create_console({service: stack.url(service) for service in SERVICE_PORTS}, stack.jwt_secret,
+    app = create_console({service: stack.url(service) for service in SERVICES}, stack.jwt_secret,
                          supervision=stack.supervision)
-    config = uvicorn.Config(app, host="127.0.0.1", port=CONSOLE_PORT, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=stack.console_port, log_level="warning")
     return _ConsoleServer(config)
 
 
@@ -215,12 +216,12 @@ async def _wait_for_interrupt(stack: Stack) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopped.set)
     console.print("\n[bold]Running until Ctrl-C[/bold]")
-    console.print(f"  거버넌스 콘솔 / governance console: http://127.0.0.1:{CONSOLE_PORT}/")
+    console.print(f"  거버넌스 콘솔 / governance console: http://127.0.0.1:{stack.console_port}/")
     console.print(f"  환자 대시보드 / patient dashboard: {stack.url('consent')}/dashboard")
     console.print(f"  공개 통계 / public opt-out rates: {stack.url('consent')}/transparency")
-    for service in SERVICE_PORTS:
+    for service in SERVICES:
         console.print(f"  {service} API: {stack.url(service)}/openapi.json")
-    console.print(f"  서비스 상태 / service status: http://127.0.0.1:{CONSOLE_PORT}/api/services "
+    console.print(f"  서비스 상태 / service status: http://127.0.0.1:{stack.console_port}/api/services "
                   f"(a service that dies is restarted up to {MAX_RESTARTS} times)")
     console.print(f"  development token signing key (JWT_SECRET): {stack.jwt_secret}")
     console.print(f"  심사 시계 / review clock: {CLOCK_ACCELERATION:,}x real time, one day every "
@@ -549,8 +550,8 @@ async def _summary(run: Run) -> dict[str, Any]:
         "disbursements_by_institution": institutions,
         "services": run.stack.supervision(),
         "urls": {
-            "console": f"http://127.0.0.1:{CONSOLE_PORT}/",
-            **{service: run.stack.url(service) for service in SERVICE_PORTS},
+            "console": f"http://127.0.0.1:{run.stack.console_port}/",
+            **{service: run.stack.url(service) for service in SERVICES},
         },
     }
 

@@ -14,8 +14,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-SERVICE_PORTS = {"review": 8101, "catalog": 8102, "consent": 8103, "grants": 8104}
-CONSOLE_PORT = 8100
+SERVICES = ("review", "catalog", "consent", "grants")
+# The console listens on this port and the four services on the four after it.
+DEFAULT_CONSOLE_PORT = 8100
+
+
+def service_ports(console_port: int) -> dict[str, int]:
+    """Each service's HTTP port when the console is on `console_port`."""
+    return {service: console_port + 1 + index for index, service in enumerate(SERVICES)}
 
 MAX_RESTARTS = 5  # in a row; a service that keeps dying needs a person, not a loop
 # A service that has run this long since its last restart gets its full restart budget back.
@@ -58,14 +64,19 @@ class Stack:
     pseudonym_key: str = field(default_factory=lambda: secrets.token_hex(32))
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d%H%M%S"))
     database_prefix: str = "medgov"  # of the database names <prefix>_<service>_demo_<run id>
+    console_port: int = DEFAULT_CONSOLE_PORT
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     states: dict[str, ServiceState] = field(default_factory=dict)
     stopping: bool = False
     _restarts: set[asyncio.Task] = field(default_factory=set)
 
+    @property
+    def ports(self) -> dict[str, int]:
+        return service_ports(self.console_port)
+
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{SERVICE_PORTS[service]}"
+        return f"http://127.0.0.1:{self.ports[service]}"
 
     def service_env(self, service: str) -> dict[str, str]:
         prefix = f"MEDGOV_{service.upper()}_"
@@ -73,7 +84,7 @@ class Stack:
             **os.environ,
             "REGION": "daegu",
             "JWT_SECRET": self.jwt_secret,
-            f"{prefix}HTTP_PORT": str(SERVICE_PORTS[service]),
+            f"{prefix}HTTP_PORT": str(self.ports[service]),
             # A fresh database per scenario run keeps runs independent of each other.
             f"{prefix}DATABASE_URL": self._database_url(f"{self.database_prefix}_{service}_demo_{self.run_id}"),
             f"{prefix}KAFKA_GROUP_ID": f"medgov-{service}-demo-{self.run_id}",
@@ -94,7 +105,7 @@ class Stack:
         """
         connection = await asyncpg.connect(os.environ["DATABASE_URL"])
         try:
-            services = "|".join(SERVICE_PORTS)
+            services = "|".join(SERVICES)
             rows = await connection.fetch(
                 "SELECT datname FROM pg_database WHERE datname ~ $1",
                 f"^{self.database_prefix}_({services})_demo_[0-9]{{14}}$",
@@ -120,7 +131,7 @@ class Stack:
         return self.root / "var" / "log" / f"{service}.log"
 
     def start(self) -> None:
-        for service in SERVICE_PORTS:
+        for service in SERVICES:
             self.states[service] = ServiceState()
             self._spawn(service)
 
@@ -156,7 +167,7 @@ class Stack:
         """
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
-                for service in SERVICE_PORTS:
+                for service in SERVICES:
                     await self._check(service, client, notify)
                 await asyncio.sleep(SUPERVISION_INTERVAL_S)
 
@@ -208,7 +219,7 @@ class Stack:
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
-        pending = set(SERVICE_PORTS)
+        pending = set(SERVICES)
         while pending:
             for service in sorted(pending):
                 process = self.processes[service]
