@@ -20,7 +20,7 @@ DEFAULT_CONSOLE_PORT = 8100
 
 
 def service_ports(console_port: int) -> dict[str, int]:
-    """Each service's HTTP port when the console is on `console_port`."""
+    """Return each service's HTTP port when the console is on `console_port`."""
     return {service: console_port + 1 + index for index, service in enumerate(SERVICES)}
 
 MAX_RESTARTS = 5  # in a row; a service that keeps dying needs a person, not a loop
