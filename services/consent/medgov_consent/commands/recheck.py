@@ -6,6 +6,9 @@ from medgov_consent.domain import fanout
 from medgov_consent.domain.history import ConsentHistory
 from medgov_consent.repository import exclusions, histories, projections
 
+# How many members' histories one pass of recheck_dataset reads.
+RECHECK_CHUNK = 1000
+
 
 async def recheck_subject(context: HandlerContext, history: ConsentHistory) -> int:
     """Store the subject's active grants that no longer match its consents; return how many."""
@@ -32,8 +35,9 @@ async def recheck_subject(context: HandlerContext, history: ConsentHistory) -> i
 async def recheck_dataset(context: HandlerContext, dataset_id: str) -> int:
     """Store the active grants on a dataset that no longer match its terms or its members' consents; return how many.
 
-    NOTE: this reads every member's history in one go; for datasets of many
-    thousand subjects it should move to a job that works in chunks.
+    Members are read RECHECK_CHUNK at a time, so a dataset of many thousand
+    subjects does not hold every history in memory at once. It is still one
+    transaction, which a dataset of a million subjects would make long.
     """
     connection = context.connection
     terms = (await projections.dataset_terms(connection, [dataset_id])).get(dataset_id)
@@ -44,13 +48,19 @@ async def recheck_dataset(context: HandlerContext, dataset_id: str) -> int:
         await exclusions.replace_dataset_mismatches(connection, dataset_id, [], context.now())
         return 0
     members = await projections.members_of(connection, dataset_id)
-    mismatches = fanout.recheck_dataset(
-        terms,
-        members=await histories.load_histories(connection, members),
-        grants=grants,
-        requested=await exclusions.requested_ids(connection, members),
-        now=context.now(),
-    )
+    mismatches: list[fanout.GrantMismatch] = []
+    # At least one pass, even without members: the dataset's own terms can rule a grant out.
+    for start in range(0, max(len(members), 1), RECHECK_CHUNK):
+        chunk = members[start : start + RECHECK_CHUNK]
+        found = fanout.recheck_dataset(
+            terms,
+            members=await histories.load_histories(connection, chunk),
+            grants=grants,
+            requested=await exclusions.requested_ids(connection, chunk),
+            now=context.now(),
+        )
+        # A grant the terms rule out is listed once, with no subject, in every pass; keep the first pass's.
+        mismatches.extend(item for item in found if item.subject is not None or start == 0)
     await exclusions.replace_dataset_mismatches(connection, dataset_id, mismatches, context.now())
     if mismatches:
         context.log.info("grants no longer match a dataset", dataset_id=dataset_id, count=len(mismatches))

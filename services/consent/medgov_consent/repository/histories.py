@@ -1,8 +1,9 @@
 """Consent histories in PostgreSQL: one locked `subjects` row per subject, its consents, revocations and parked revocations."""
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic import TypeAdapter
@@ -12,6 +13,8 @@ from medgov_shared.contracts.events.consent import ConsentScope
 from medgov_consent.domain.history import AppliedRevocation, ConsentHistory, ConsentRecord, Revocation
 from medgov_consent.domain.policy import ConsentPolicy
 from medgov_consent.domain.scope import permitted_scope
+
+T = TypeVar("T")
 
 _POLICY = TypeAdapter(ConsentPolicy)
 
@@ -94,16 +97,27 @@ async def load_histories(connection: asyncpg.Connection, subjects: Iterable[str]
     )
 
     next_sequence = {row["subject"]: row["next_sequence"] for row in sequences}
+    consents_of = _by_subject(consents, _consent)
+    revocations_of = _by_subject(revocations, _applied)
+    parked_of = _by_subject(parked, _parked)
     return {
         subject: ConsentHistory(
             subject=subject,
-            consents=tuple(_consent(row) for row in consents if row["subject"] == subject),
-            revocations=tuple(_applied(row) for row in revocations if row["subject"] == subject),
-            parked=tuple(_parked(row) for row in parked if row["subject"] == subject),
+            consents=tuple(consents_of.get(subject, ())),
+            revocations=tuple(revocations_of.get(subject, ())),
+            parked=tuple(parked_of.get(subject, ())),
             next_sequence=next_sequence.get(subject, 0),
         )
         for subject in wanted
     }
+
+
+def _by_subject(rows: Iterable[asyncpg.Record], read: Callable[[asyncpg.Record], T]) -> dict[str, list[T]]:
+    """Read each row and group the results by the row's subject, keeping the rows' order."""
+    grouped: dict[str, list[T]] = defaultdict(list)
+    for row in rows:
+        grouped[row["subject"]].append(read(row))
+    return grouped
 
 
 async def all_subjects(connection: asyncpg.Connection) -> list[str]:

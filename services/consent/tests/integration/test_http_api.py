@@ -10,6 +10,8 @@ from medgov_shared.clock import ManualClock
 from medgov_shared.service import Service
 from medgov_shared.testing.services import http_client, wait_until
 
+from medgov_consent.commands import recheck
+
 from .conftest import Publisher, Scenario, Topics, bearer, new_subject, wait_for_grant, wait_for_members
 
 pytestmark = pytest.mark.integration
@@ -173,9 +175,12 @@ async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenari
     assert opt_out_without_hospital.json()["detail"]["path"] == "institution_id"
 
 
+# A chunk of one member makes the re-check read the dataset in two passes.
+@pytest.mark.parametrize("chunk", [recheck.RECHECK_CHUNK, 1])
 async def test_terms_change_lists_mismatches(
-    service: Service, scenario: Scenario, clock: ManualClock, jwt_secret: str
+    service: Service, scenario: Scenario, clock: ManualClock, jwt_secret: str, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
+    monkeypatch.setattr(recheck, "RECHECK_CHUNK", chunk)
     consenting, silent = scenario.subjects
     await scenario.publish_dataset()
     await scenario.publish_grant()
@@ -202,6 +207,20 @@ async def test_terms_change_lists_mismatches(
     assert [item["subject"] for item in mine] == [silent]
     assert "legal basis 'consent'" in mine[0]["reason"]
     assert forbidden.status_code == 403
+
+    # Terms that rule the whole grant out: one finding without a subject, however many passes.
+    clock.advance(timedelta(days=1))
+    await scenario.publish_dataset(duo_codes=("POA",), version=3)
+    await wait_until(
+        lambda: service.pool.fetchval(
+            "SELECT count(*) FROM grant_mismatches WHERE grant_id = $1 AND subject = ''", scenario.grant_id
+        ),
+        timeout_s=20,
+        message="grant-wide mismatch listed",
+    )
+    rows = await service.pool.fetch("SELECT subject, reason FROM grant_mismatches WHERE grant_id = $1", scenario.grant_id)
+    # The table stores "no subject" as an empty string.
+    assert [(row["subject"], "not within the terms POA" in row["reason"]) for row in rows] == [("", True)]
 
 
 async def test_public_opt_out_rates(service: Service, clock: ManualClock, jwt_secret: str) -> None:
