@@ -160,11 +160,15 @@ class Service:
         self._producer = AIOKafkaProducer(**producer_options(settings))
         await self._producer.start()
 
-        self.relay = OutboxRelay(
-            service=settings.service_name, pool=self.pool, producer=self.producer,
-            poll_interval_s=settings.relay_poll_interval_s,
-        )
-        self._start_task("relay", self.relay.run())
+        if settings.role != "worker":
+            self.relay = OutboxRelay(
+                service=settings.service_name, pool=self.pool, producer=self.producer,
+                poll_interval_s=settings.relay_poll_interval_s,
+            )
+            self._start_task("relay", self.relay.run())
+        if settings.role == "relay":
+            log.info("outbox relay started", service=settings.service_name, region=settings.region.value, topic=self.topic)
+            return
         if self.handlers:
             self.consumer = EventConsumer(
                 settings=settings, pool=self.pool, outbox=self.outbox, clock=self.clock,
@@ -372,8 +376,9 @@ class Service:
         async def asyncapi() -> Response:
             return PlainTextResponse(asyncapi_yaml(), media_type="application/yaml")
 
-        for router in self.routers:
-            app.include_router(router)
+        if self.settings.role != "relay":  # a relay process answers probes and metrics, not the API
+            for router in self.routers:
+                app.include_router(router)
         return app
 
 

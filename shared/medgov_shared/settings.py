@@ -59,6 +59,12 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
     drain_timeout_s: float = Field(default=20.0, gt=0, description="How long SIGTERM waits for the in-flight batch.")
     relay_poll_interval_s: float = Field(default=1.0, gt=0, description="Outbox polling when no NOTIFY arrives.")
+    role: Literal["all", "worker", "relay"] = Field(
+        default="all",
+        description="What this process runs. 'all': consumer, jobs, HTTP API and the outbox relay. 'worker': all but "
+        "the relay, which then runs in a process of its own with 'relay': the relay and the health and metrics "
+        "endpoints only.",
+    )
     kafka_group_id: str | None = Field(default=None, description="Consumer group; defaults to medgov-<service>.")
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"

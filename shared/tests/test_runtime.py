@@ -146,6 +146,28 @@ async def test_outbox_relay_publishes_in_order(infra, toy_topic, toy_settings):
     assert order == list(range(20))
 
 
+async def test_relay_in_a_process_of_its_own(infra, toy_topic, toy_settings):
+    """A worker emits without relaying; the relay-only process publishes its outbox and serves no API."""
+    worker = build_toy(toy_settings.model_copy(update={"role": "worker"}), [toy_topic])
+    relay = build_toy(toy_settings.model_copy(update={"role": "relay"}), [toy_topic])
+    async with running(worker):
+        async with worker.unit_of_work() as unit:
+            await unit.emit(revocation("split-0"), topic=toy_topic)
+        await asyncio.sleep(1.0)
+        unsent_without_relay = await worker.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        async with running(relay):
+            records = await read_all(infra.kafka_bootstrap_servers, toy_topic, expected=1)
+            checks = await relay.readiness()
+        routes = {getattr(route, "path", "") for route in relay.app().routes}
+
+    assert (worker.relay, worker.consumer is not None) == (None, True)
+    assert (relay.consumer, relay.relay is not None) == (None, True)
+    assert unsent_without_relay == 1
+    assert orjson.loads(records[0].value)["data"]["consent_id"] == "split-0"
+    assert set(checks) == {"database", "kafka", "relay"}
+    assert {"/healthz", "/readyz", "/metrics"} <= routes
+
+
 async def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
     from aiokafka import TopicPartition
 
