@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
-from medgov_shared.messaging import dlq
+from medgov_shared.messaging import consumer, dlq
 from medgov_shared.messaging.context import BatchableHandler, RejectEvent
 from medgov_shared.service import Service
 from medgov_shared.testing.fixtures import new_database_name
@@ -293,6 +293,24 @@ async def test_batchable_handler_takes_batch(infra, toy_topic, echo_topic, toy_s
     assert MANY_CALLS, "the batch handler was never given a run of events"
     assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == [f"echo-b-{index}" for index in range(5)]
     assert {orjson.loads(row["value"])["causationid"] for row in echoed} == {str(envelope.id) for envelope in envelopes}
+
+
+async def test_outbox_rows_flushed_during_batch_keep_order(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
+    """With a bound of two staged rows, a batch inserts its events' outbox rows in several statements, in order."""
+    monkeypatch.setattr(consumer, "OUTBOX_FLUSH_ROWS", 2)
+    names = ["f-0", "f-1", "f-2", "reject-f-3", "f-4", "f-5", "f-6"]
+    envelopes = [wrap(revocation(name), source="medgov/consent", region="daegu") for name in names]
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [envelope.to_json() for envelope in envelopes])
+
+    async with running(build_batching_toy(toy_settings, toy_topic)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 6 FROM effects"), message="six effects")
+        await asyncio.sleep(0.5)
+        echoed = await service.pool.fetch("SELECT value FROM outbox ORDER BY position")
+        letters = await service.pool.fetchval("SELECT count(*) FROM dead_letters")
+
+    expected = [f"echo-{name}" for name in names if not name.startswith("reject-")]
+    assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == expected
+    assert letters == 1
 
 
 async def test_batchable_handler_failure_applies_one_by_one(infra, toy_topic, echo_topic, toy_settings):
