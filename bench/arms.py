@@ -126,6 +126,11 @@ class Sample:
 class ServiceRun:
     """One service process with a fresh database and consumer group, fed one workload."""
 
+    # Services whose outbox relay runs in a process of its own beside the
+    # consuming instances (role=relay and role=worker); its CPU and memory
+    # count with theirs. Set from `--separate-relay`.
+    separate_relay: frozenset[str] = frozenset()
+
     def __init__(self, spec: "services.ServiceSpec", run_id: str, log_dir: Path, *, instances: int = 1) -> None:
         self.spec = spec
         self.run_id = run_id
@@ -149,20 +154,29 @@ class ServiceRun:
         await broker.start_group_at(self.bootstrap, self.group_id, self.start_offsets)
 
     async def start(self) -> None:
-        """Start the instances one after another: each runs the migrations at start, and two at once collide."""
-        for number in range(self.instances):
+        """Start the instances one after another, after the relay process where the relay runs apart.
+
+        The relay comes first, so that the consuming instances' events are
+        published from the moment they apply them.
+        """
+        roles = ["all"] * self.instances
+        if self.spec.name in self.separate_relay:
+            roles = ["relay"] + ["worker"] * self.instances
+        instance_numbers = iter(range(self.instances))
+        for role in roles:
+            name = "relay" if role == "relay" else str(next(instance_numbers))
             process = processes.start_service(
                 self.spec.name,
                 database=self.database_name,
                 group_id=self.group_id,
-                log_path=self.log_dir / f"{self.spec.name}-{self.run_id}-{number}.log",
-                extra_env=self.spec.env(),
+                log_path=self.log_dir / f"{self.spec.name}-{self.run_id}-{name}.log",
+                extra_env={**self.spec.env(), f"MEDGOV_{self.spec.name.upper()}_ROLE": role},
             )
             self.processes.append(process)
             try:
                 await processes.wait_ready(process, timeout_s=180)
             except (RuntimeError, TimeoutError) as error:
-                raise ArmFailed(f"{self.spec.name} instance {number} did not become ready: {error}") from error
+                raise ArmFailed(f"{self.spec.name} {role} process {name} did not become ready: {error}") from error
 
     def pids(self) -> list[int]:
         return [process.process.pid for process in self.processes]

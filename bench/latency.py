@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bench import broker, database, processes
 from bench.arms import ArmFailed, ServiceRun
@@ -52,7 +52,13 @@ class LatencyResult:
     revocation_fanout_ms: dict[str, float]
     revocations: int
     gate: GateResult
+    revocations_per_s: float = 0.0
     details: dict = field(default_factory=dict)
+
+    @property
+    def is_storm(self) -> bool:
+        """A run of revocations alone, without the consent load (see run_revocation_storm)."""
+        return self.load_fraction == 0.0
 
 
 def percentiles(values_s: Sequence[float]) -> dict[str, float]:
@@ -182,7 +188,7 @@ def schedule(
     ingest: Sequence[BenchEvent], revocations: Sequence[BenchEvent], *, rate: float, warmup_s: float, measure_s: float
 ) -> list[Scheduled]:
     """Ingest events evenly at `rate`; revocations evenly over the timed part."""
-    planned = [Scheduled(index / rate, event, index / rate >= warmup_s) for index, event in enumerate(ingest)]
+    planned = [] if rate <= 0 else [Scheduled(index / rate, event, index / rate >= warmup_s) for index, event in enumerate(ingest)]
     spacing = measure_s / max(len(revocations), 1)
     planned += [Scheduled(warmup_s + (index + 0.5) * spacing, event, True) for index, event in enumerate(revocations)]
     return sorted(planned, key=lambda item: item.at_s)
@@ -215,10 +221,13 @@ async def send_open_loop(bootstrap: str, plan: Sequence[Scheduled], watcher: Com
 async def run_latency(
     fraction: float, max_eps: float, *, warmup_s: float, measure_s: float, revocations: int, log_dir: Path
 ) -> LatencyResult:
-    """Run the consent service at `fraction` of `max_eps` with `revocations` timed revocations."""
+    """Run the consent service at `fraction` of `max_eps` with `revocations` timed revocations.
+
+    A fraction of 0 sends no consents: only the revocations, evenly over `measure_s`.
+    """
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     run_id = uuid.uuid4().hex[:8]
-    rate = max(fraction * max_eps, 1.0)
+    rate = fraction * max_eps
     ingest_count = int(rate * (warmup_s + measure_s))
     revokers = list(range(ingest_count, ingest_count + revocations))
     now = datetime.now(UTC)
@@ -240,13 +249,23 @@ async def run_latency(
         await tail.start()
         plan = schedule(ingest, revoking, rate=rate, warmup_s=warmup_s, measure_s=measure_s)
         started, sent_eps = await send_open_loop(bootstrap, plan, watcher)
-        await _wait_until_observed(watcher, tail, revoking, timeout_s=max(60.0, measure_s))
+        # A service that falls behind still has to finish every revocation; allow it 1,000 exclusions per second.
+        drain_s = len(revoking) * GRANTS_PER_SUBJECT / 1000
+        await _wait_until_observed(watcher, tail, revoking, timeout_s=max(60.0, measure_s, drain_s))
         rss = run.peak_rss_mb()
         await run.stop()
         setup_consents = [event for event in setup if event.command]
         gate = await _gate(run.database_name, run_id, [*ingest, *setup_consents], revoking, revokers)
         result = _summarize(fraction, rate, sent_eps, plan, started, watcher, tail, gate)
-        result.details.update({"peak_rss_mb": rss[0], "database": run.database_name, "setup_events": len(setup)})
+        result.revocations_per_s = round(revocations / measure_s, 1)
+        result.details.update(
+            {
+                "peak_rss_mb": max(rss),
+                "database": run.database_name,
+                "setup_events": len(setup),
+                "exclusions_per_s": _exclusion_rate(plan, started, tail),
+            }
+        )
         return result
     finally:
         await watcher.stop()
@@ -255,8 +274,26 @@ async def run_latency(
         await run.cleanup(workload, keep_database=gate is None or not gate.passed)
 
 
+async def run_revocation_storm(rate: float, seconds: float, *, log_dir: Path) -> LatencyResult:
+    """Revocations alone at `rate` per second for `seconds`, each subject in 50 active grants."""
+    return await run_latency(0.0, 0.0, warmup_s=0.0, measure_s=seconds, revocations=max(int(rate * seconds), 1), log_dir=log_dir)
+
+
+def _exclusion_rate(plan: Sequence[Scheduled], started: float, tail: ExclusionTail) -> float | None:
+    """ExclusionRequested events per second, from the first timed revocation's send to the last subject's completion."""
+    first = next((item.at_s for item in plan if item.timed and _is_revocation(item.event)), None)
+    if first is None or not tail.completed_at:
+        return None
+    elapsed = max(tail.completed_at.values()) - (started + first)
+    return round(len(tail.completed_at) * tail.per_subject / max(elapsed, 1e-9), 1)
+
+
 def _subject(event: BenchEvent) -> str:
     return event.key.decode()
+
+
+def _is_revocation(event: BenchEvent) -> bool:
+    return event.value.find(b'"type":"RevokeConsent"') >= 0
 
 
 async def _produce(bootstrap: str, events: Sequence[BenchEvent]) -> None:
@@ -323,7 +360,7 @@ def _summarize(
             continue
         sent_at = started + item.at_s
         committed = watcher.committed_at.get(item.event.event_id)
-        if item.event.value.find(b'"type":"RevokeConsent"') >= 0:
+        if _is_revocation(item.event):
             if committed is not None:
                 revocation_commit.append(committed - sent_at)
             arrived = tail.completed_at.get(_subject(item.event))

@@ -136,17 +136,24 @@ def table(results: Sequence[ArmResult]) -> str:
 
 
 def latency_table(latencies: Sequence[LatencyResult]) -> str:
-    lines = [f"{'load':>5} {'events/s':>9} {'commit p50/p95/p99/p99.9 ms':>32} {'fan-out p50/p95/p99/p99.9 ms':>33} {'revocations':>12}"]
+    header = (
+        f"{'load':>6} {'events/s':>9} {'commit p50/p95/p99/p99.9 ms':>32} {'fan-out p50/p95/p99/p99.9 ms':>33} "
+        f"{'revocations':>12} {'per s':>6}"
+    )
+    lines = [header]
     for item in latencies:
+        load = "storm" if item.is_storm else f"{item.load_fraction:.0%}"
         lines.append(
-            f"{item.load_fraction:>5.0%} {item.sent_eps:>9.1f} {_quantiles(item.commit_ms):>32} "
-            f"{_quantiles(item.revocation_fanout_ms):>33} {item.revocations:>12}"
+            f"{load:>6} {item.sent_eps:>9.1f} {_quantiles(item.commit_ms):>32} "
+            f"{_quantiles(item.revocation_fanout_ms):>33} {item.revocations:>12} {item.revocations_per_s:>6.1f}"
         )
     return "\n".join(lines)
 
 
 def _quantiles(values: dict[str, float]) -> str:
-    return "/".join(f"{values.get(key, float('nan')):.0f}" for key in ("p50", "p95", "p99", "p99.9"))
+    if not values:
+        return "-"
+    return "/".join(f"{values[key]:.0f}" for key in ("p50", "p95", "p99", "p99.9"))
 
 
 def key_line(results: Sequence[ArmResult], latencies: Sequence[LatencyResult], gate: GateResult, failures: Sequence[str]) -> str:
@@ -164,6 +171,9 @@ def key_line(results: Sequence[ArmResult], latencies: Sequence[LatencyResult], g
     half_load = [item for item in latencies if abs(item.load_fraction - 0.5) < 1e-9 and item.revocation_fanout_ms]
     if half_load:
         parts.append(f"revoke_p99_ms={half_load[0].revocation_fanout_ms['p99']:.0f}")
+    storms = [item for item in latencies if item.is_storm and item.revocation_fanout_ms]
+    if storms:
+        parts.append(f"storm{storms[0].revocations_per_s:.0f}_p99_ms={storms[0].revocation_fanout_ms['p99']:.0f}")
     rss = [item.peak_rss_mb for item in results if item.arm in SERVICE_ARMS]
     if rss:
         parts.append(f"service_rss_max_mb={max(rss):.0f}")

@@ -9,7 +9,9 @@ Phases, all on the local Kafka broker and PostgreSQL server from var/local.env:
 2. Latency of the consent service under an open-loop load at 25, 50 and 75
    percent of its measured maximum, with timed revocations of subjects who
    are each in 50 active grants.
-3. Scaling: one and then two consent instances in one consumer group on four
+3. Revocation storm: revocations alone at `--storm-rate` per second (500 by
+   default) for `--storm-seconds`, each subject in 50 active grants.
+4. Scaling: one and then two consent instances in one consumer group on four
    partitions.
 
 Every run checks that no sequence number was lost or applied twice; any
@@ -68,7 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--max-eps", type=float, help="Consent events/s that 100%% load means; measured when not given.")
     parser.add_argument("--skip-latency", action="store_true", help="Leave out the latency phase.")
+    parser.add_argument("--storm-rate", type=float, default=500.0, help="Revocations per second in the storm phase (default 500).")
+    parser.add_argument("--storm-seconds", type=float, help="Length of the storm phase in seconds (default 4; 2 with --quick).")
+    parser.add_argument("--skip-storm", action="store_true", help="Leave out the revocation storm phase.")
     parser.add_argument("--skip-scaling", action="store_true", help="Leave out the scaling phase.")
+    parser.add_argument(
+        "--separate-relay", action="store_true",
+        help="Run the consent service's outbox relay in a process of its own (role=relay) beside the consuming ones "
+        "(role=worker) in every consent run; CPU and memory count both.",
+    )
     parser.add_argument(
         "--shared-infrastructure",
         action="store_true",
@@ -92,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.repetitions = args.repetitions or (1 if args.quick else 5)
     args.latency_seconds = args.latency_seconds or (10.0 if args.quick else 60.0)
     args.revocations = args.revocations or (10 if args.quick else 200)
+    args.storm_seconds = args.storm_seconds or (2.0 if args.quick else 4.0)
+    if args.storm_rate <= 0 or args.storm_seconds <= 0:
+        parser.error("--storm-rate and --storm-seconds must be positive")
     args.loads = [float(item) for item in args.loads.split(",") if item.strip()]
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     unknown = sorted(set(args.arms) - set(ALL_ARMS))
@@ -219,6 +232,20 @@ class Bench:
             self._check_gate(f"latency at {fraction:.0%}", result.gate)
             log.info("latency run finished", load=fraction, commit_ms=result.commit_ms, fanout_ms=result.revocation_fanout_ms)
 
+    async def storm(self) -> None:
+        rate, seconds = self.args.storm_rate, self.args.storm_seconds
+        log.info("revocation storm started", revocations_per_s=rate, seconds=seconds, grants_per_subject=latency.GRANTS_PER_SUBJECT)
+        result = await self._attempt(
+            f"revocation storm at {rate:g}/s", lambda: latency.run_revocation_storm(rate, seconds, log_dir=self.logs)
+        )
+        if result is None:
+            return
+        self.latencies.append(result)
+        self._check_gate(f"revocation storm at {rate:g}/s", result.gate)
+        log.info(
+            "revocation storm finished", fanout_ms=result.revocation_fanout_ms, exclusions_per_s=result.details["exclusions_per_s"]
+        )
+
     def _consent_median(self) -> float | None:
         values = [item.events_per_s for item in self.results if item.arm == "consent"]
         return statistics.median(values) if values else None
@@ -298,6 +325,8 @@ class Bench:
 
 async def main_async(args: argparse.Namespace) -> int:
     bench = Bench(args)
+    if args.separate_relay:
+        arms.ServiceRun.separate_relay = frozenset({"consent"})
     bench.logs.mkdir(parents=True, exist_ok=True)
     # SIGTERM and SIGINT cancel the phases, so each run's cleanup stops its service processes.
     current = asyncio.current_task()
@@ -321,6 +350,8 @@ async def main_async(args: argparse.Namespace) -> int:
             await bench.throughput()
         if not args.skip_latency and "consent" in args.arms:
             await bench.latency()
+        if not args.skip_storm and "consent" in args.arms:
+            await bench.storm()
         if not args.skip_scaling and "consent" in args.arms:
             await bench.scaling_runs()
     except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """The benchmark's quick mode on a small number of events: its correctness gate must find nothing lost or doubled.
 
-The run covers B3, the consent service's throughput and one latency level
-with timed revocations; scaling and the other services are left out to keep
+The run covers B3, the consent service's throughput, one latency level
+with timed revocations and a short revocation storm; scaling and the other services are left out to keep
 it under about a minute. The gate itself is checked first on made-up
 sequence numbers, so a gate that could never fail would be caught.
 """
@@ -25,6 +25,8 @@ SMOKE_ARGS = [
     "--loads", "0.5",
     "--latency-seconds", "4",
     "--revocations", "3",
+    "--storm-rate", "20",
+    "--storm-seconds", "1",
     "--skip-scaling",
 ]
 
@@ -80,4 +82,8 @@ def test_quick_bench_finds_nothing_lost(infra: Infrastructure, sample_data: Path
     document = json.loads((tmp_path / "results.json").read_text())
     assert [run["arm"] for run in document["runs"]] == ["b3", "consent"]
     assert document["latency"][0]["revocations"] == 3
+    storm = document["latency"][1]
+    assert (storm["load_fraction"], storm["revocations"], storm["revocations_per_s"]) == (0.0, 20, 20.0)
+    assert storm["details"]["exclusions_per_s"] > 0
+    assert float(figures["storm20_p99_ms"]) > 0
     assert float(figures["consent_eps"]) > 0
