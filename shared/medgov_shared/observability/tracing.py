@@ -23,12 +23,9 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"medgov-{service}"}))
     if otlp_endpoint:
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError as error:  # the exporter is an optional dependency of the image
-            raise RuntimeError(
-                "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp-proto-http is not installed"
-            ) from error
+        # Imported only here: the exporter and protobuf add memory that a process without an endpoint does not need.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
     trace.set_tracer_provider(provider)
 
