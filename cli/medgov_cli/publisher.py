@@ -39,7 +39,12 @@ from medgov_consent.domain.fhir_consent import read_fhir_consent
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings
 from medgov_cli.subjects import json_type_name
 
-_TRANSIENT = (KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError)
+_TRANSIENT = (KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError, TimeoutError)
+
+# aiokafka retries a batch for as long as the broker is away; each attempt is cut off after this long.
+SEND_TIMEOUT_S = 15.0
+# How long closing waits for records still in the producer's buffer.
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,11 @@ class HospitalPublisher:
 
     async def __aexit__(self, *_: object) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            try:
+                await asyncio.wait_for(self._producer.stop(), timeout=CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                # Only records never reported as sent can still be in the buffer.
+                pass
 
     # -- building commands -------------------------------------------------------
 
@@ -262,7 +271,10 @@ class HospitalPublisher:
         delay = 0.2
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._producer.send_and_wait(self.topic, value=envelope.to_json(), key=envelope.subject.encode())
+                await asyncio.wait_for(
+                    self._producer.send_and_wait(self.topic, value=envelope.to_json(), key=envelope.subject.encode()),
+                    timeout=SEND_TIMEOUT_S,
+                )
                 return str(envelope.id)
             except _TRANSIENT:
                 if attempt == self.max_attempts:
@@ -274,16 +286,25 @@ class HospitalPublisher:
     async def publish_all(self, items: Iterable[tuple[str, EventPayload | Rejected]]) -> PublishReport:
         """Send every valid command; rejected items are reported with their reason and not sent."""
         report = PublishReport()
+        unavailable_at: str | None = None
         for index, (label, item) in enumerate(items):
             if isinstance(item, Rejected):
                 report.outcomes.append(RecordOutcome(index, label, False, reason=str(item)))
                 continue
+            if unavailable_at is not None:
+                # Each record would wait through every retry again; say which ones to send later instead.
+                report.outcomes.append(RecordOutcome(
+                    index, label, False, item.event_type, reason=f"not sent: the broker was unavailable at {unavailable_at}"
+                ))
+                continue
             try:
                 event_id = await self.send(item)
             except _TRANSIENT as error:
-                report.outcomes.append(
-                    RecordOutcome(index, label, False, item.event_type, reason=f"broker unavailable after retries: {error}")
-                )
+                unavailable_at = label
+                report.outcomes.append(RecordOutcome(
+                    index, label, False, item.event_type,
+                    reason=f"broker unavailable after {self.max_attempts} attempts: {type(error).__name__} {error}".rstrip(),
+                ))
                 continue
             except KafkaError as error:
                 # Not retried: the broker refused this record (too large, not authorized ...).

@@ -1,5 +1,6 @@
 """The hospital publisher against the real broker, on the real FHIR Consent samples."""
 
+import asyncio
 import json
 import secrets
 
@@ -8,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
+from medgov_cli import publisher as publisher_module
 from medgov_cli.publisher import HospitalPublisher, Rejected, staged_file
 from medgov_cli.settings import PublisherSettings
 from medgov_shared.contracts.pseudonym import is_pseudonym
@@ -139,6 +141,38 @@ async def test_retry_resends_same_event_id(sample_data):
     sent_ids = [orjson.loads(value)["id"] for value in producer.sent]
     assert len(sent_ids) == 2
     assert sent_ids[0] == sent_ids[1] == event_id
+
+
+class GoneProducer:
+    """A producer whose broker went away: aiokafka then retries a send for as long as it is away."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def send_and_wait(self, topic, value, key):  # noqa: ANN001, ANN201 - AIOKafkaProducer's signature
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+
+async def test_batch_stops_when_broker_stays_away(sample_data, monkeypatch):
+    monkeypatch.setattr(publisher_module, "SEND_TIMEOUT_S", 0.05)
+    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
+                                 pseudonym_key=secrets.token_hex(32))
+    publisher = HospitalPublisher(settings, "knuh", max_attempts=2)
+    producer = GoneProducer()
+    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    items = [(f"c-{index}.json", publisher.consent_command(resource)) for index in range(3)]
+
+    report = await asyncio.wait_for(publisher.publish_all(items), timeout=10)
+
+    assert producer.attempts == 2
+    assert report.accepted == []
+    assert [(item.label, item.reason) for item in report.rejected] == [
+        ("c-0.json", "broker unavailable after 2 attempts: TimeoutError"),
+        ("c-1.json", "not sent: the broker was unavailable at c-0.json"),
+        ("c-2.json", "not sent: the broker was unavailable at c-0.json"),
+    ]
 
 
 def test_consent_patient_string_rejected(sample_data):
