@@ -15,7 +15,7 @@ from rich.console import Console
 from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
-from medgov_cli.subjects import decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
+from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
 from medgov_shared.contracts.types import LegalBasis
 
 app = typer.Typer(help="medgov: governed access to hospital data for medical AI.", no_args_is_help=True)
@@ -106,6 +106,8 @@ def _attempt(build):
             return error
         except (OSError, ValueError) as error:
             return Rejected(str(error))
+        except RecursionError:
+            return Rejected(TOO_DEEP)
 
     return wrapped
 

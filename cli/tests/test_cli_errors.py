@@ -224,3 +224,14 @@ def test_demo_port_out_of_range(arguments, variables, expected, environment):
     result = invoke(["demo", *arguments], {**environment, **variables, "COLUMNS": "200"})
 
     assert_clean_failure(result, "Invalid value for '--port' (env var: 'MEDGOV_DEMO_PORT')", expected)
+
+
+@pytest.mark.integration
+def test_deeply_nested_consent_rejected_and_others_sent(infra, sample_data, tmp_path, environment):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"resourceType": "Consent", "status": ' + "[" * 5000 + "]" * 5000 + "}")
+    environment["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(deep), str(sample_data / CONSENT)], {**environment, "COLUMNS": "200"})
+
+    assert_clean_failure(result, "rejected deep.json: nested too deeply", "1 accepted, 1 rejected")

@@ -104,3 +104,15 @@ def test_ndjson_line_over_limit_named(tmp_path, monkeypatch):
 
     with pytest.raises(ValueError, match=r"bulk\.ndjson: line 2 is longer than the limit of 64 bytes"):
         local_patient_ids(path)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("deep.json", '{"resourceType": "Bundle", "entry": ' + "[" * 5000 + "]" * 5000 + "}"),
+    ("deep.ndjson", '{"resourceType": "Patient", "id": "p1"}\n' + "[" * 5000 + "]" * 5000 + "\n"),
+])
+def test_deeply_nested_json_named(name, text, tmp_path):
+    path = tmp_path / name
+    path.write_text(text)
+
+    with pytest.raises(ValueError, match=f"{name}: nested too deeply"):
+        local_patient_ids(path)
