@@ -102,6 +102,8 @@ async def record_consents(requests: Sequence[ConsentToRecord], acknowledge_withi
     if not requests:
         return []
     connection, now = requests[0].context.connection, requests[0].context.now()
+    for request in requests:
+        _require_local_subject(request.context, request.subject)
 
     created = await histories.lock_subjects(connection, subjects, now)
     loaded = await histories.load_histories(connection, [subject for subject in subjects if not created[subject]])
@@ -221,7 +223,20 @@ async def revoke_everything(
     return outcomes
 
 
+def _require_local_subject(context: HandlerContext, subject: str) -> None:
+    """Reject a pseudonym made under another region's key: that patient's consents belong to that region's installation."""
+    region = subject.split(".", 1)[0]
+    if region != context.outbox.region:
+        raise ConsentRejected(
+            RejectionReason.OTHER_REGION,
+            f"{subject[:40]} is a pseudonym of region {region}; this installation serves {context.outbox.region}, "
+            "so the patient's consent is recorded there",
+            path="subject",
+        )
+
+
 async def _locked_history(context: HandlerContext, subject: str) -> ConsentHistory:
+    _require_local_subject(context, subject)
     created = await histories.lock_subject(context.connection, subject, context.now())
     if created:
         # Consents, revocations and parked revocations all reference the

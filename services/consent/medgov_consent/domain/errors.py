@@ -15,6 +15,7 @@ class RejectionReason(StrEnum):
     UNSUPPORTED_CONDITION = "unsupported_condition"
     NO_USABLE_SCOPE = "no_usable_scope"
     CONSENT_ID_TAKEN = "consent_id_taken"
+    OTHER_REGION = "subject_of_other_region"
 
 
 class ConsentDomainError(Exception):

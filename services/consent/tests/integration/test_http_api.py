@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from medgov_shared.clock import ManualClock
+from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.service import Service
 from medgov_shared.testing.services import http_client, wait_until
 
 from medgov_consent.commands import recheck
 
-from .conftest import Publisher, Scenario, Topics, bearer, new_subject, wait_for_grant, wait_for_members
+from .conftest import PSEUDONYM_KEY, Publisher, Scenario, Topics, bearer, new_subject, wait_for_grant, wait_for_members
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +114,13 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
         bad_pseudonym = await client.post(
             "/v1/hospital/consents", json={**upload("Consent-consent-example-basic.json"), "subject": "patient-17"}, headers=knuh
         )
+        daejeon_subject = pseudonymize("patient-17", region="daejeon", key=PSEUDONYM_KEY)
+        other_region = await client.post(
+            "/v1/hospital/consents", json={**upload("Consent-consent-example-basic.json"), "subject": daejeon_subject}, headers=knuh
+        )
+        other_region_revocation = await client.post(
+            "/v1/hospital/revocations", json={"subject": daejeon_subject, "consent_id": "cns-knuh-0001"}, headers=knuh
+        )
         accepted = await client.post("/v1/hospital/consents", json=upload("Consent-consent-example-basic.json"), headers=knuh)
         taken = await client.post(
             "/v1/hospital/consents",
@@ -141,6 +149,10 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert vendor.status_code == 403
     assert vendor.json()["detail"]["code"] == "unknown_institution"
     assert bad_pseudonym.status_code == 422
+    for response in (other_region, other_region_revocation):
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"]["code"] == "subject_of_other_region"
+        assert "this installation serves daegu" in response.json()["detail"]["message"]
     assert accepted.status_code == 201
     assert accepted.json()["change"] == "recorded"
     assert taken.status_code == 422
