@@ -77,7 +77,7 @@ def _request_error_message(error: Mapping) -> str:
     """Return the message for one request validation error, naming an empty body as such."""
     if error["type"] == "missing" and tuple(error["loc"]) == ("body",):
         # FastAPI's "Field required" at the body means no body was sent at all.
-        return "request body is missing; send a JSON object with the fields this route documents in /docs"
+        return "request body is missing; send a JSON object with the fields /openapi.json gives for this route"
     return error["msg"]
 
 

@@ -176,6 +176,8 @@ async def _run(*, keep_running: bool, summary_path: Path, console_port: int) -> 
         console_server.should_exit = True
         await console_task
         stack.stop()
+    if keep_running:
+        console.print("서비스 종료 / services stopped")
     return 0
 
 
@@ -227,6 +229,7 @@ async def _wait_for_interrupt(stack: Stack) -> None:
     console.print(f"  심사 시계 / review clock: {CLOCK_ACCELERATION:,}x real time, one day every "
                   f"{86_400 / CLOCK_ACCELERATION:.0f} s, so remaining days in the console keep falling")
     await stopped.wait()
+    console.print("서비스 종료 중 / stopping the services (each finishes its current batch first, up to 20 s) ...")
 
 
 # -- the scenario ------------------------------------------------------------------

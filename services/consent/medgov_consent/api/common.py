@@ -83,7 +83,9 @@ def hospital_of(principal: Principal, route: str) -> str:
             route,
             status.HTTP_403_FORBIDDEN,
             "unknown_institution",
-            f"the token's institution {principal.institution!r} is not a registered hospital",
+            f"the token's institution {principal.institution!r} is not a registered hospital"
+            if principal.institution
+            else "the token names no institution; a hospital's token carries its institution id",
         )
     return institution.id
 
