@@ -292,7 +292,7 @@ class HospitalPublisher:
                 report.outcomes.append(RecordOutcome(index, label, False, reason=str(item)))
                 continue
             if unavailable_at is not None:
-                # Each record would wait through every retry again; say which ones to send later instead.
+                # Each record would wait through every retry again; report which ones to send later instead.
                 report.outcomes.append(RecordOutcome(
                     index, label, False, item.event_type, reason=f"not sent: the broker was unavailable at {unavailable_at}"
                 ))
