@@ -87,6 +87,11 @@ def _parse_json(raw: bytes, name: str, where: str) -> dict[str, Any]:
         raise FileRejected(RejectionReason.INVALID_JSON, f"'{name}'{where}: invalid JSON at {position}: {error.msg}") from None
     except _DuplicateKey as error:
         raise FileRejected(RejectionReason.INVALID_JSON, f"'{name}'{where}: the key '{error}' occurs twice in one object") from None
+    except RecursionError:
+        # Python's JSON reader stops at about 1,000 levels of arrays and objects inside one another.
+        raise FileRejected(
+            RejectionReason.INVALID_JSON, f"'{name}'{where}: nested too deeply (more than about 1,000 levels of arrays and objects)"
+        ) from None
 
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         raise FileRejected(

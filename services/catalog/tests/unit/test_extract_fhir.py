@@ -110,6 +110,7 @@ def test_unknown_resource_type(tmp_path):
     [
         ('{"resourceType": "Patient",\n "id": }', "invalid JSON at line 2 column 8"),
         ('{"resourceType": "Patient", "id": "a", "id": "b"}', "the key 'id' occurs twice"),
+        ('{"resourceType": "Patient", "extension": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
     ],
 )
 def test_invalid_json_located(tmp_path, content, words):
