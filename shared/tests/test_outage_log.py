@@ -40,3 +40,25 @@ def test_kinds_are_throttled_apart() -> None:
 def test_error_without_message_is_named() -> None:
     assert describe_error(TimeoutError()) == "TimeoutError (no message)"
     assert describe_error(OSError("connection refused")) == "OSError: connection refused"
+
+
+def test_aiokafka_repeats_dropped_once_per_interval() -> None:
+    from logging import LogRecord
+
+    from medgov_shared.observability.logging import RepeatFilter
+
+    repeat_filter = RepeatFilter("aiokafka", interval_s=10)
+
+    def record(name: str, second: float) -> LogRecord:
+        item = LogRecord(name, 40, __file__, 1, "Unable connect to node with id %s: %s", (1, "refused"), None)
+        item.created = second
+        return item
+
+    # 100 failures a second for 25 s, as a client reconnecting without pause logs them.
+    passed = [item for item in (record("aiokafka.conn", step / 100) for step in range(2500)) if repeat_filter.filter(item)]
+    ours = record("medgov.consumer", 0.5)
+
+    assert [round(item.created) for item in passed] == [0, 10, 20]
+    assert passed[0].getMessage() == "Unable connect to node with id 1: refused"
+    assert passed[1].getMessage() == "Unable connect to node with id 1: refused (999 repeats since the last one logged)"
+    assert repeat_filter.filter(ours) is True

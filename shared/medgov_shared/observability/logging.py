@@ -37,11 +37,42 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
             ],
         )
     )
+    # While the broker is down aiokafka's clients reconnect without pause and log
+    # each failure; one service wrote 3,800 such lines a second.
+    handler.addFilter(RepeatFilter("aiokafka"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiokafka logs every rebalance and reconnect at INFO; keep its warnings only.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+class RepeatFilter(logging.Filter):
+    """Pass the first record of each message template of loggers under `prefix` once per interval.
+
+    Records of one template (for example "Unable connect to node with id %s: %s")
+    that arrive within `interval_s` of the last one passed are dropped and counted;
+    the next one passed ends with the count. Records of other loggers pass untouched.
+    """
+
+    def __init__(self, prefix: str, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key = (record.name, str(record.msg))
+        passed_at, dropped = self._last.get(key, (float("-inf"), 0))
+        if record.created - passed_at < self.interval_s:
+            self._last[key] = (passed_at, dropped + 1)
+            return False
+        self._last[key] = (record.created, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} repeats since the last one logged)"
+        return True
 
 
 class OutageLog:
