@@ -17,7 +17,7 @@ from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.observability.metrics import REVOCATION_FANOUT_SECONDS
 
-from medgov_consent.commands.exclusions import fan_out
+from medgov_consent.commands.exclusions import fan_out, load_subject_grants
 from medgov_consent.commands.recheck import recheck_subject
 from medgov_consent.domain.errors import ConsentRejected, NotConsentRecorder, RejectionReason
 from medgov_consent.domain.history import (
@@ -181,10 +181,12 @@ async def revoke(
         return RevocationOutcome(revocation.consent_id, change.kind, 0)
 
     await _emit_revoked(context, after, change.applied)
-    planned = await fan_out(context, after, acknowledge_within)
+    # Read once for both the fan-out and the re-check, which look at the same grants.
+    view = await load_subject_grants(context.connection, subject)
+    planned = await fan_out(context, after, acknowledge_within, view=view)
     if change.applied.effective_at <= context.now():
         REVOCATION_FANOUT_SECONDS.observe(max((context.now() - change.applied.effective_at).total_seconds(), 0.0))
-    await recheck_subject(context, after)
+    await recheck_subject(context, after, view=view.with_requested(planned))
     context.log.info("revocation applied", consent_id=revocation.consent_id, exclusions=len(planned))
     return RevocationOutcome(revocation.consent_id, change.kind, len(planned))
 

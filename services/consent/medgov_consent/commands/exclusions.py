@@ -1,32 +1,68 @@
 """Revocation fan-out, acknowledgements and the overdue flag, inside one unit of work each."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import timedelta
+
+import asyncpg
 
 from medgov_shared.contracts.events.consent import ExclusionAcknowledged, ExclusionOverdue, ExclusionRequested
 from medgov_shared.messaging.context import HandlerContext
 
 from medgov_consent.domain.errors import NotAParty, UnknownExclusion
 from medgov_consent.domain.exclusion import Exclusion, Party
-from medgov_consent.domain.fanout import PlannedExclusion, plan_exclusions
+from medgov_consent.domain.fanout import GrantView, PlannedExclusion, plan_exclusions
 from medgov_consent.domain.history import ConsentHistory
+from medgov_consent.domain.policy import DatasetTerms
 from medgov_consent.repository import exclusions, histories, projections
 
 
-async def fan_out(context: HandlerContext, history: ConsentHistory, acknowledge_within: timedelta) -> list[PlannedExclusion]:
-    """Request the exclusions the subject's revocations require now; the caller holds the subject's lock."""
+@dataclass(frozen=True)
+class SubjectGrants:
+    """What the fan-out and the re-check read about one subject: its datasets, their terms and grants, its exclusions."""
+
+    dataset_ids: list[str]
+    datasets: dict[str, DatasetTerms]
+    grants: list[GrantView]
+    requested: frozenset[str]
+
+    def with_requested(self, planned: Iterable[PlannedExclusion]) -> "SubjectGrants":
+        """Return the view after `planned` exclusions were stored."""
+        return replace(self, requested=self.requested | {item.exclusion_id for item in planned})
+
+
+async def load_subject_grants(connection: asyncpg.Connection, subject: str) -> SubjectGrants:
+    dataset_ids = await projections.datasets_of_subject(connection, subject)
+    if not dataset_ids:
+        # Nothing to exclude the subject from or re-check, so the other reads are skipped.
+        return SubjectGrants([], {}, [], frozenset())
+    return SubjectGrants(
+        dataset_ids,
+        await projections.dataset_terms(connection, dataset_ids),
+        await projections.grants_on(connection, dataset_ids),
+        frozenset(await exclusions.requested_ids(connection, [subject])),
+    )
+
+
+async def fan_out(
+    context: HandlerContext, history: ConsentHistory, acknowledge_within: timedelta, *, view: SubjectGrants | None = None
+) -> list[PlannedExclusion]:
+    """Request the exclusions the subject's revocations require now; the caller holds the subject's lock.
+
+    `view` is the subject's grants as the caller already read them in this transaction.
+    """
     connection = context.connection
     now = context.now()
     if not history.revocations:
         return []
 
-    dataset_ids = await projections.datasets_of_subject(connection, history.subject)
+    view = view or await load_subject_grants(connection, history.subject)
     planned = plan_exclusions(
         history,
-        subject_dataset_ids=dataset_ids,
-        datasets=await projections.dataset_terms(connection, dataset_ids),
-        grants=await projections.grants_on(connection, dataset_ids),
-        requested=await exclusions.requested_ids(connection, [history.subject]),
+        subject_dataset_ids=view.dataset_ids,
+        datasets=view.datasets,
+        grants=view.grants,
+        requested=view.requested,
         now=now,
         acknowledge_within=acknowledge_within,
     )

@@ -2,6 +2,7 @@
 
 from medgov_shared.messaging.context import HandlerContext
 
+from medgov_consent.commands.exclusions import SubjectGrants, load_subject_grants
 from medgov_consent.domain import fanout
 from medgov_consent.domain.history import ConsentHistory
 from medgov_consent.repository import exclusions, histories, projections
@@ -10,20 +11,23 @@ from medgov_consent.repository import exclusions, histories, projections
 RECHECK_CHUNK = 1000
 
 
-async def recheck_subject(context: HandlerContext, history: ConsentHistory) -> int:
-    """Store the subject's active grants that no longer match its consents; return how many."""
+async def recheck_subject(context: HandlerContext, history: ConsentHistory, *, view: SubjectGrants | None = None) -> int:
+    """Store the subject's active grants that no longer match its consents; return how many.
+
+    `view` is the subject's grants as the caller already read them in this transaction.
+    """
     connection = context.connection
-    dataset_ids = await projections.datasets_of_subject(connection, history.subject)
-    if not dataset_ids:
+    view = view or await load_subject_grants(connection, history.subject)
+    if not view.dataset_ids:
         # Mismatches are stored only for members of a dataset, and membership
         # rows are never deleted, so a subject in no dataset has none to replace.
         return 0
     mismatches = fanout.recheck_subject(
         history,
-        subject_dataset_ids=dataset_ids,
-        datasets=await projections.dataset_terms(connection, dataset_ids),
-        grants=await projections.grants_on(connection, dataset_ids),
-        requested=await exclusions.requested_ids(connection, [history.subject]),
+        subject_dataset_ids=view.dataset_ids,
+        datasets=view.datasets,
+        grants=view.grants,
+        requested=view.requested,
         now=context.now(),
     )
     await exclusions.replace_subject_mismatches(connection, history.subject, mismatches, context.now())
