@@ -19,7 +19,7 @@ from medgov_consent.repository import exclusions, histories, projections
 
 @dataclass(frozen=True)
 class SubjectGrants:
-    """What the fan-out and the re-check read about one subject: its datasets, their terms and grants, its exclusions."""
+    """The reads about one subject that the fan-out and the re-check share: datasets, their terms and grants, exclusions."""
 
     dataset_ids: list[str]
     datasets: dict[str, DatasetTerms]
