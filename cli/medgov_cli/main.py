@@ -32,6 +32,13 @@ logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 Institution = Annotated[str, typer.Option("--institution", "-i", help="Your institution id, e.g. knuh.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the per-record report as JSON on stdout.")]
+ConsolePort = Annotated[
+    int,
+    typer.Option(
+        min=1024, max=65530, envvar="MEDGOV_DEMO_PORT",
+        help="Console port on 127.0.0.1; the review, catalog, consent and grants APIs use the next four ports.",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -300,13 +307,7 @@ def subscribe(
 def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave services and dashboards running until Ctrl-C.")] = False,
     summary: Annotated[Path, typer.Option(help="Where to write the JSON summary.")] = Path("var/demo-summary.json"),
-    port: Annotated[
-        int,
-        typer.Option(
-            min=1024, max=65530, envvar="MEDGOV_DEMO_PORT",
-            help="Console port on 127.0.0.1; the review, catalog, consent and grants APIs take the next four ports.",
-        ),
-    ] = DEFAULT_CONSOLE_PORT,
+    port: ConsolePort = DEFAULT_CONSOLE_PORT,
 ) -> None:
     """Play the regional scenario on the real sample data."""
     from medgov_cli.demo.scenario import run_demo
@@ -334,13 +335,7 @@ def chaos(
 
 @app.command("console")
 def serve_console(
-    port: Annotated[
-        int,
-        typer.Option(
-            min=1024, max=65530, envvar="MEDGOV_DEMO_PORT",
-            help="Port of the console on 127.0.0.1; the services are expected on the next four ports, as `medgov demo` starts them.",
-        ),
-    ] = DEFAULT_CONSOLE_PORT,
+    port: ConsolePort = DEFAULT_CONSOLE_PORT,
 ) -> None:
     """Serve the governance console against the services of a running scenario (ports 8101-8104 by default)."""
     import uvicorn

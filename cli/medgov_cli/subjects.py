@@ -19,10 +19,9 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 # The catalog's default limits (max_json_document_bytes, max_ndjson_line_bytes):
 # a file the catalog would refuse is refused here before it is read into memory.
 MAX_JSON_DOCUMENT_BYTES = 64 * 1024**2
-
+MAX_NDJSON_LINE_BYTES = 16 * 1024**2
 # Python's JSON reader, and the code that walks what it read, stop at about 1,000 levels.
 TOO_DEEP = "nested too deeply: more levels of arrays and objects inside one another than the reader follows (about 1,000)"
-MAX_NDJSON_LINE_BYTES = 16 * 1024**2
 # Values above this size are skipped instead of read, so pixel data stays on disk.
 DEFER_SIZE = "64 KB"
 

@@ -55,8 +55,8 @@ def test_second_run_refused_while_ports_taken(tmp_path: Path) -> None:
         # A port of the block, not the console's: every one of the five must be free.
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        taken = listener.getsockname()[1]
-        code = run_demo(keep_running=False, summary_path=tmp_path / "summary.json", console_port=taken - 3)
+        busy_port = listener.getsockname()[1]
+        code = run_demo(keep_running=False, summary_path=tmp_path / "summary.json", console_port=busy_port - 3)
 
     assert code == 1
     assert not (tmp_path / "summary.json").exists()

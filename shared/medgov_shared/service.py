@@ -376,7 +376,7 @@ class Service:
         async def asyncapi() -> Response:
             return PlainTextResponse(asyncapi_yaml(), media_type="application/yaml")
 
-        if self.settings.role != "relay":  # a relay process answers probes and metrics, not the API
+        if self.settings.role != "relay":  # a relay process serves probes and metrics, not the API
             for router in self.routers:
                 app.include_router(router)
         return app

@@ -37,8 +37,8 @@ def _save(page, name: str, tmp_path: Path) -> None:
 
 def test_console_korean_first(page, tmp_path):
     page.wait_for_selector("#queue-body table")
-    # The review clock escalates the breach application shortly after the scenario
-    # ends; the page redraws the queue every 5 s, so a loaded machine may need a few.
+    # The review clock escalates the breach application shortly after the scenario ends.
+    # The page redraws the queue every 5 s, so a loaded machine may need several redraws.
     page.wait_for_function("document.querySelector('#queue-body').innerText.includes('위원회 상정')", timeout=60_000)
 
     assert page.locator("html").get_attribute("lang") == "ko"

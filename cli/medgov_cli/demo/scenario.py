@@ -94,10 +94,10 @@ def ports_in_use(console_port: int = DEFAULT_CONSOLE_PORT) -> list[int]:
 def run_demo(*, keep_running: bool, summary_path: Path, console_port: int = DEFAULT_CONSOLE_PORT) -> int:
     # Checked before anything is created or dropped: a second scenario run
     # beside a running one must leave the running one's databases alone.
-    taken = ports_in_use(console_port)
-    if taken:
+    busy_ports = ports_in_use(console_port)
+    if busy_ports:
         console.print(
-            f"[red]ports {', '.join(map(str, taken))} on 127.0.0.1 are in use, probably by a scenario that is "
+            f"[red]ports {', '.join(map(str, busy_ports))} on 127.0.0.1 are in use, probably by a scenario that is "
             f"still running (make run); stop it with Ctrl-C, or use its URLs, or give this run other ports "
             f"with --port or MEDGOV_DEMO_PORT[/red]"
         )

@@ -51,8 +51,8 @@ class RepeatFilter(logging.Filter):
     """Pass the first record of each message template of loggers under `prefix` once per interval.
 
     Records of one template (for example "Unable connect to node with id %s: %s")
-    that arrive within `interval_s` of the last one passed are dropped and counted;
-    the next one passed ends with the count. Records of other loggers pass untouched.
+    that arrive within `interval_s` of the last one passed are dropped and counted.
+    The next one passed ends with the count. Records of other loggers pass untouched.
     """
 
     def __init__(self, prefix: str, interval_s: float = 10.0) -> None:

@@ -60,7 +60,7 @@ async def _clean_up(infrastructure: Infrastructure) -> None:
 
 
 async def _delete_topics(bootstrap: str, tags: list[str]) -> None:
-    """Delete the topics whose names hold one of `tags`; report on stderr what could not be deleted."""
+    """Delete the topics whose names contain one of `tags`; report on stderr what could not be deleted."""
     if not tags:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)

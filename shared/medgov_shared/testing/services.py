@@ -22,14 +22,14 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-# Tags this session's tests put in the names of the topics they create; the
-# infra fixture deletes those topics when the session ends, because the broker
-# keeps every partition (a full run creates about 130 topics).
+# Tags this session's tests put in the names of the topics they create. The broker
+# keeps every partition, and a full run creates about 130 topics, so the infra
+# fixture deletes those topics when the session ends.
 TOPIC_TAGS: list[str] = []
 
 
 def topic_tag() -> str:
-    """Return a fresh tag for private test topic names; every topic whose name holds it is deleted at the end of the session."""
+    """Return a fresh tag for private test topic names; every topic whose name contains it is deleted at the end of the session."""
     tag = uuid.uuid4().hex[:8]
     TOPIC_TAGS.append(tag)
     return tag
