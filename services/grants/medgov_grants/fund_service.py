@@ -146,10 +146,10 @@ class FundService:
         """Return how many journal entries may follow the latest snapshot before the next one, at journal seq `seq`.
 
         Each snapshot pickles the whole fund, which grows with the journal
-        (8.9 MB at 105,000 entries in the benchmark). A fixed interval made
-        the cost per input grow with the journal, so the interval grows to a
-        tenth of it: the pickling cost per input stays flat, and a restart
-        replays at most a tenth of the journal.
+        (8.9 MB of pickles, 0.45 MB compressed, at 105,000 entries in the
+        benchmark). A fixed interval made the cost per input grow with the
+        journal, so the interval grows to a tenth of it: the pickling cost per
+        input stays flat, and a restart replays at most a tenth of the journal.
         """
         return max(self.snapshot_every, seq // 10)
 
