@@ -46,18 +46,18 @@ def build_handlers(acknowledge_within: timedelta) -> dict[str, Handler]:
         await consents.record_consents(requests, acknowledge_within)
 
     async def revoke_consent(context: HandlerContext, payload: RevokeConsent) -> None:
-        _require_hospital(payload.institution_id, payload.event_type)
+        request = _revocation_to_record(context, payload)
         try:
-            if payload.scope is not None:
-                validate_scope(payload.scope, institution_ids=all_institutions(), revocation=True)
-        except ConsentRejected as error:
-            raise RejectEvent(f"RevokeConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
-        revocation = Revocation(payload.consent_id, payload.institution_id, "fhir", payload.effective_at, payload.scope)
-        try:
-            await consents.revoke(context, subject=payload.subject, revocation=revocation,
+            await consents.revoke(context, subject=payload.subject, revocation=request.revocation,
                                   acknowledge_within=acknowledge_within)
-        except NotConsentRecorder as error:
+        except (ConsentRejected, NotConsentRecorder) as error:
             raise RejectEvent(f"RevokeConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
+
+    async def revoke_many_consents(items: Sequence[tuple[HandlerContext, RevokeConsent]]) -> None:
+        # As for consents: any rejection or a repeated subject raises, and the
+        # runtime then applies these events one at a time through revoke_consent.
+        requests = [_revocation_to_record(context, payload) for context, payload in items]
+        await consents.revoke_many(requests, acknowledge_within)
 
     async def dataset_subjects_added(context: HandlerContext, payload: DatasetSubjectsAdded) -> None:
         await projections.dataset_subjects_added(context, payload, acknowledge_within)
@@ -76,7 +76,7 @@ def build_handlers(acknowledge_within: timedelta) -> dict[str, Handler]:
 
     handlers: dict[str, Handler] = {
         RecordConsent.event_type: BatchableHandler(one=record_consent, many=record_many_consents),
-        RevokeConsent.event_type: revoke_consent,
+        RevokeConsent.event_type: BatchableHandler(one=revoke_consent, many=revoke_many_consents),
         DatasetRegistered.event_type: projections.dataset_registered,
         DatasetSubjectsAdded.event_type: dataset_subjects_added,
         DatasetPublished.event_type: projections.dataset_published,
@@ -102,6 +102,18 @@ def _consent_to_record(context: HandlerContext, payload: RecordConsent) -> conse
         context, payload.subject, payload.consent_id, payload.institution_id, "fhir", policy,
         policy.given_at or context.incoming.time,
     )
+
+
+def _revocation_to_record(context: HandlerContext, payload: RevokeConsent) -> consents.RevocationToRecord:
+    """Check the sender and the scope; raise RejectEvent when either is unacceptable."""
+    _require_hospital(payload.institution_id, payload.event_type)
+    try:
+        if payload.scope is not None:
+            validate_scope(payload.scope, institution_ids=all_institutions(), revocation=True)
+    except ConsentRejected as error:
+        raise RejectEvent(f"RevokeConsent {payload.consent_id} rejected ({error.code}): {error.message}") from error
+    revocation = Revocation(payload.consent_id, payload.institution_id, "fhir", payload.effective_at, payload.scope)
+    return consents.RevocationToRecord(context, payload.subject, revocation)
 
 
 def _require_hospital(institution_id: str, event_type: str) -> None:

@@ -7,7 +7,7 @@ subject apply one at a time in the order they arrive.
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -17,8 +17,8 @@ from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.observability.metrics import REVOCATION_FANOUT_SECONDS
 
-from medgov_consent.commands.exclusions import fan_out, load_subject_grants
-from medgov_consent.commands.recheck import recheck_subject
+from medgov_consent.commands.exclusions import LockedSubject, fan_out, fan_out_many, load_subjects_grants
+from medgov_consent.commands.recheck import recheck_subject, recheck_subjects
 from medgov_consent.domain.errors import ConsentRejected, NotConsentRecorder, RejectionReason
 from medgov_consent.domain.history import (
     AppliedRevocation,
@@ -162,33 +162,84 @@ async def _announce_recorded(
     return ConsentOutcome(request.consent_id, change.kind, len(change.applied), len(planned))
 
 
+@dataclass(frozen=True)
+class RevocationToRecord:
+    """One revocation to apply or park for a subject, in the unit of work of `context`."""
+
+    context: HandlerContext
+    subject: str
+    revocation: Revocation
+
+
 async def revoke(
     context: HandlerContext, *, subject: str, revocation: Revocation, acknowledge_within: timedelta
 ) -> RevocationOutcome:
     """Apply or park a revocation; an applied one is announced and fanned out to the grants it reaches."""
-    before = await _locked_history(context, subject)
-    recorded = before.consent(revocation.consent_id)
+    (outcome,) = await revoke_many([RevocationToRecord(context, subject, revocation)], acknowledge_within)
+    return outcome
+
+
+async def revoke_many(requests: Sequence[RevocationToRecord], acknowledge_within: timedelta) -> list[RevocationOutcome]:
+    """Apply or park revocations of distinct subjects, with a fixed number of statements for the whole batch.
+
+    Each applied revocation is announced, fanned out to the grants it reaches
+    and followed by a re-check of the subject's grants, as `revoke` does for
+    one. Raise ValueError when a subject appears twice, because its changes
+    must apply in order, one at a time, and NotConsentRecorder when a
+    revocation comes from a hospital other than the one that recorded the consent.
+    """
+    subjects = [request.subject for request in requests]
+    if len(set(subjects)) != len(subjects):
+        raise ValueError("revoke_many takes each subject once; revoke repeated subjects one at a time")
+    if not requests:
+        return []
+    connection, now = requests[0].context.connection, requests[0].context.now()
+    for request in requests:
+        _require_local_subject(request.context, request.subject)
+
+    created = await histories.lock_subjects(connection, subjects, now)
+    loaded = await histories.load_histories(connection, [subject for subject in subjects if not created[subject]])
+    changes = []
+    for request in requests:
+        before = loaded.get(request.subject) or ConsentHistory(subject=request.subject)
+        _require_recorder(before, request.revocation)
+        changes.append((request, before, *before.record_revocation(request.revocation)))
+    await histories.save_histories(connection, [(before, after) for _, before, after, _ in changes], now)
+
+    applied = []
+    for request, _, after, change in changes:
+        if change.applied is None:
+            request.context.log.info("revocation not applied", consent_id=request.revocation.consent_id, change=change.kind.value)
+            continue
+        await _emit_revoked(request.context, after, change.applied)
+        applied.append((request, after, change.applied))
+    # Read once for both the fan-out and the re-check, which look at the same grants.
+    views = await load_subjects_grants(connection, [request.subject for request, _, _ in applied])
+    locked = [LockedSubject(request.context, after, views[request.subject]) for request, after, _ in applied]
+    plans = await fan_out_many(locked, acknowledge_within)
+    fanned_out_at = requests[0].context.now()
+    for (request, _, revocation), plan in zip(applied, plans, strict=True):
+        if revocation.effective_at <= fanned_out_at:
+            REVOCATION_FANOUT_SECONDS.observe(max((fanned_out_at - revocation.effective_at).total_seconds(), 0.0))
+        request.context.log.info("revocation applied", consent_id=request.revocation.consent_id, exclusions=len(plan))
+    await recheck_subjects([replace(item, view=item.view.with_requested(plan)) for item, plan in zip(locked, plans, strict=True)])
+
+    exclusions_of = {request.subject: len(plan) for (request, _, _), plan in zip(applied, plans, strict=True)}
+    return [
+        RevocationOutcome(request.revocation.consent_id, change.kind, exclusions_of.get(request.subject, 0))
+        for request, _, _, change in changes
+    ]
+
+
+def _require_recorder(history: ConsentHistory, revocation: Revocation) -> None:
+    """Raise NotConsentRecorder when a hospital revokes a consent that another hospital recorded."""
+    recorded = history.consent(revocation.consent_id)
     if revocation.channel == "fhir" and recorded is not None and recorded.institution_id != revocation.institution_id:
         # Only the hospital that recorded a consent revokes it on the patient's behalf.
         raise NotConsentRecorder(
             f"consent {revocation.consent_id} was recorded by {recorded.institution_id}, "
             f"not {revocation.institution_id}; only that hospital can revoke it"
         )
-    after, change = before.record_revocation(revocation)
-    await histories.save_history(context.connection, before, after, context.now())
-    if change.applied is None:
-        context.log.info("revocation not applied", consent_id=revocation.consent_id, change=change.kind.value)
-        return RevocationOutcome(revocation.consent_id, change.kind, 0)
-
-    await _emit_revoked(context, after, change.applied)
-    # Read once for both the fan-out and the re-check, which look at the same grants.
-    view = await load_subject_grants(context.connection, subject)
-    planned = await fan_out(context, after, acknowledge_within, view=view)
-    if change.applied.effective_at <= context.now():
-        REVOCATION_FANOUT_SECONDS.observe(max((context.now() - change.applied.effective_at).total_seconds(), 0.0))
-    await recheck_subject(context, after, view=view.with_requested(planned))
-    context.log.info("revocation applied", consent_id=revocation.consent_id, exclusions=len(planned))
-    return RevocationOutcome(revocation.consent_id, change.kind, len(planned))
 
 
 async def revoke_everything(

@@ -1,6 +1,6 @@
 """Revocation fan-out, acknowledgements and the overdue flag, inside one unit of work each."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -22,7 +22,7 @@ class SubjectGrants:
     """The reads about one subject that the fan-out and the re-check share: datasets, their terms and grants, exclusions."""
 
     dataset_ids: list[str]
-    datasets: dict[str, DatasetTerms]
+    datasets: Mapping[str, DatasetTerms]
     grants: list[GrantView]
     requested: frozenset[str]
 
@@ -31,17 +31,43 @@ class SubjectGrants:
         return replace(self, requested=self.requested | {item.exclusion_id for item in planned})
 
 
+@dataclass(frozen=True)
+class LockedSubject:
+    """A subject's history and grants as read under its lock, in the unit of work of `context`."""
+
+    context: HandlerContext
+    history: ConsentHistory
+    view: SubjectGrants
+
+
 async def load_subject_grants(connection: asyncpg.Connection, subject: str) -> SubjectGrants:
-    dataset_ids = await projections.datasets_of_subject(connection, subject)
-    if not dataset_ids:
-        # Nothing to exclude the subject from or re-check, so the other reads are skipped.
-        return SubjectGrants([], {}, [], frozenset())
-    return SubjectGrants(
-        dataset_ids,
-        await projections.dataset_terms(connection, dataset_ids),
-        await projections.grants_on(connection, dataset_ids),
-        frozenset(await exclusions.requested_ids(connection, [subject])),
-    )
+    return (await load_subjects_grants(connection, [subject]))[subject]
+
+
+async def load_subjects_grants(connection: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, SubjectGrants]:
+    """Read the grants view of every one of `subjects` with four statements in all."""
+    wanted = sorted(set(subjects))
+    members = await projections.datasets_of_subjects(connection, wanted)
+    if not members:
+        # Nothing to exclude these subjects from or re-check, so the other reads are skipped.
+        return {subject: SubjectGrants([], {}, [], frozenset()) for subject in wanted}
+    dataset_ids = sorted({dataset_id for ids in members.values() for dataset_id in ids})
+    terms = await projections.dataset_terms(connection, dataset_ids)
+    grants_by_dataset: dict[str, list[GrantView]] = {}
+    for grant in await projections.grants_on(connection, dataset_ids):
+        grants_by_dataset.setdefault(grant.dataset_id, []).append(grant)
+    requested = await exclusions.requested_by_subject(connection, list(members))
+    views = {}
+    for subject in wanted:
+        ids = members.get(subject, [])
+        views[subject] = SubjectGrants(
+            ids,
+            # Shared by every subject of the batch; each reads only the terms of its own datasets.
+            terms,
+            [grant for dataset_id in ids for grant in grants_by_dataset.get(dataset_id, ())],
+            frozenset(requested.get(subject, ())),
+        )
+    return views
 
 
 async def fan_out(
@@ -51,29 +77,46 @@ async def fan_out(
 
     `view` is the subject's grants as the caller already read them in this transaction.
     """
-    connection = context.connection
-    now = context.now()
     if not history.revocations:
         return []
-
-    view = view or await load_subject_grants(connection, history.subject)
-    planned = plan_exclusions(
-        history,
-        subject_dataset_ids=view.dataset_ids,
-        datasets=view.datasets,
-        grants=view.grants,
-        requested=view.requested,
-        now=now,
-        acknowledge_within=acknowledge_within,
-    )
-    inserted = await exclusions.insert_exclusions(connection, planned)
-    for exclusion in planned:
-        if exclusion.exclusion_id in inserted:
-            await context.emit(_requested_event(exclusion))
-    await histories.mark_fanned_out(connection, history.subject, now)
-    if planned:
-        context.log.info("exclusions requested", count=len(planned))
+    view = view or await load_subject_grants(context.connection, history.subject)
+    (planned,) = await fan_out_many([LockedSubject(context, history, view)], acknowledge_within)
     return planned
+
+
+async def fan_out_many(subjects: Sequence[LockedSubject], acknowledge_within: timedelta) -> list[list[PlannedExclusion]]:
+    """Request the exclusions each subject's revocations require now, with one insert for all; return each one's plan.
+
+    Every item shares one connection, and a subject appears once. The
+    ExclusionRequested events go out in the unit of work of their subject's item.
+    """
+    revoking = [item for item in subjects if item.history.revocations]
+    if not revoking:
+        return [[] for _ in subjects]
+    connection, now = revoking[0].context.connection, revoking[0].context.now()
+    plans = [
+        plan_exclusions(
+            item.history,
+            subject_dataset_ids=item.view.dataset_ids,
+            datasets=item.view.datasets,
+            grants=item.view.grants,
+            requested=item.view.requested,
+            now=now,
+            acknowledge_within=acknowledge_within,
+        )
+        if item.history.revocations
+        else []
+        for item in subjects
+    ]
+    inserted = await exclusions.insert_exclusions(connection, [exclusion for plan in plans for exclusion in plan])
+    for item, plan in zip(subjects, plans, strict=True):
+        for exclusion in plan:
+            if exclusion.exclusion_id in inserted:
+                await item.context.emit(_requested_event(exclusion))
+        if plan:
+            item.context.log.info("exclusions requested", count=len(plan))
+    await histories.mark_fanned_out(connection, [item.history.subject for item in revoking], now)
+    return plans
 
 
 async def fan_out_to_subjects(context: HandlerContext, subjects: Iterable[str], acknowledge_within: timedelta) -> int:
@@ -83,10 +126,11 @@ async def fan_out_to_subjects(context: HandlerContext, subjects: Iterable[str], 
         return 0
     await histories.lock_subjects(context.connection, revoking, context.now())
     loaded = await histories.load_histories(context.connection, revoking)
-    requested = 0
-    for subject in revoking:
-        requested += len(await fan_out(context, loaded[subject], acknowledge_within))
-    return requested
+    views = await load_subjects_grants(context.connection, revoking)
+    plans = await fan_out_many(
+        [LockedSubject(context, loaded[subject], views[subject]) for subject in revoking], acknowledge_within
+    )
+    return sum(len(plan) for plan in plans)
 
 
 async def fan_out_due_revocations(context: HandlerContext, acknowledge_within: timedelta, limit: int = 50) -> int:

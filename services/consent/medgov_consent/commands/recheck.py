@@ -1,8 +1,10 @@
 """Re-checking active grants when a consent narrows or a dataset's terms change; findings replace the previous ones."""
 
+from collections.abc import Sequence
+
 from medgov_shared.messaging.context import HandlerContext
 
-from medgov_consent.commands.exclusions import SubjectGrants, load_subject_grants
+from medgov_consent.commands.exclusions import LockedSubject, SubjectGrants, load_subject_grants
 from medgov_consent.domain import fanout
 from medgov_consent.domain.history import ConsentHistory
 from medgov_consent.repository import exclusions, histories, projections
@@ -16,24 +18,38 @@ async def recheck_subject(context: HandlerContext, history: ConsentHistory, *, v
 
     `view` is the subject's grants as the caller already read them in this transaction.
     """
-    connection = context.connection
-    view = view or await load_subject_grants(connection, history.subject)
-    if not view.dataset_ids:
-        # Mismatches are stored only for members of a dataset, and membership
-        # rows are never deleted, so a subject in no dataset has none to replace.
-        return 0
-    mismatches = fanout.recheck_subject(
-        history,
-        subject_dataset_ids=view.dataset_ids,
-        datasets=view.datasets,
-        grants=view.grants,
-        requested=view.requested,
-        now=context.now(),
+    view = view or await load_subject_grants(context.connection, history.subject)
+    (found,) = await recheck_subjects([LockedSubject(context, history, view)])
+    return found
+
+
+async def recheck_subjects(subjects: Sequence[LockedSubject]) -> list[int]:
+    """Store, for each subject, its active grants that no longer match its consents; return how many for each.
+
+    Every item shares one connection, and a subject appears once.
+    """
+    # Mismatches are stored only for members of a dataset, and membership
+    # rows are never deleted, so a subject in no dataset has none to replace.
+    members = [item for item in subjects if item.view.dataset_ids]
+    if not members:
+        return [0 for _ in subjects]
+    connection, now = members[0].context.connection, members[0].context.now()
+    found: dict[str, list[fanout.GrantMismatch]] = {}
+    for item in members:
+        found[item.history.subject] = mismatches = fanout.recheck_subject(
+            item.history,
+            subject_dataset_ids=item.view.dataset_ids,
+            datasets=item.view.datasets,
+            grants=item.view.grants,
+            requested=item.view.requested,
+            now=now,
+        )
+        if mismatches:
+            item.context.log.info("grants no longer match a subject's consent", count=len(mismatches))
+    await exclusions.replace_subject_mismatches(
+        connection, list(found), [mismatch for mismatches in found.values() for mismatch in mismatches], now
     )
-    await exclusions.replace_subject_mismatches(connection, history.subject, mismatches, context.now())
-    if mismatches:
-        context.log.info("grants no longer match a subject's consent", count=len(mismatches))
-    return len(mismatches)
+    return [len(found.get(item.history.subject, ())) for item in subjects]
 
 
 async def recheck_dataset(context: HandlerContext, dataset_id: str) -> int:

@@ -10,8 +10,19 @@ from medgov_consent.domain.fanout import GrantMismatch, PlannedExclusion
 
 
 async def requested_ids(connection: asyncpg.Connection, subjects: Iterable[str]) -> set[str]:
-    rows = await connection.fetch("SELECT exclusion_id FROM exclusions WHERE subject = ANY($1)", sorted(set(subjects)))
-    return {row["exclusion_id"] for row in rows}
+    """Return the ids of the exclusions already requested for any of `subjects`."""
+    return set().union(*(await requested_by_subject(connection, subjects)).values())
+
+
+async def requested_by_subject(connection: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, set[str]]:
+    """Return the ids of the exclusions already requested for each of `subjects`; a subject with none is left out."""
+    rows = await connection.fetch(
+        "SELECT subject, exclusion_id FROM exclusions WHERE subject = ANY($1::text[])", sorted(set(subjects))
+    )
+    requested: dict[str, set[str]] = {}
+    for row in rows:
+        requested.setdefault(row["subject"], set()).add(row["exclusion_id"])
+    return requested
 
 
 async def insert_exclusions(connection: asyncpg.Connection, planned: Sequence[PlannedExclusion]) -> set[str]:
@@ -95,9 +106,10 @@ async def list_exclusions(
 
 
 async def replace_subject_mismatches(
-    connection: asyncpg.Connection, subject: str, mismatches: Iterable[GrantMismatch], now: datetime
+    connection: asyncpg.Connection, subjects: Iterable[str], mismatches: Iterable[GrantMismatch], now: datetime
 ) -> None:
-    await connection.execute("DELETE FROM grant_mismatches WHERE subject = $1", subject)
+    """Replace the findings about `subjects` with `mismatches`, which name only those subjects."""
+    await connection.execute("DELETE FROM grant_mismatches WHERE subject = ANY($1::text[])", sorted(set(subjects)))
     await _insert_mismatches(connection, mismatches, now)
 
 
@@ -113,19 +125,17 @@ async def list_mismatches(connection: asyncpg.Connection) -> list[asyncpg.Record
 
 
 async def _insert_mismatches(connection: asyncpg.Connection, mismatches: Iterable[GrantMismatch], now: datetime) -> None:
-    for mismatch in mismatches:
-        await connection.execute(
-            """
-            INSERT INTO grant_mismatches (grant_id, dataset_id, subject, reason, detected_at) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (grant_id, dataset_id, subject) DO UPDATE SET reason = EXCLUDED.reason,
-                detected_at = EXCLUDED.detected_at
-            """,
-            mismatch.grant_id,
-            mismatch.dataset_id,
-            mismatch.subject or "",
-            mismatch.reason,
-            now,
-        )
+    rows = [(mismatch.grant_id, mismatch.dataset_id, mismatch.subject or "", mismatch.reason, now) for mismatch in mismatches]
+    if not rows:
+        return
+    await connection.executemany(
+        """
+        INSERT INTO grant_mismatches (grant_id, dataset_id, subject, reason, detected_at) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (grant_id, dataset_id, subject) DO UPDATE SET reason = EXCLUDED.reason,
+            detected_at = EXCLUDED.detected_at
+        """,
+        rows,
+    )
 
 
 def _exclusion(row: asyncpg.Record) -> Exclusion:

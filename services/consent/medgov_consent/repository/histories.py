@@ -184,11 +184,12 @@ async def subjects_with_due_revocations(connection: asyncpg.Connection, now: dat
     return [row["subject"] for row in rows]
 
 
-async def mark_fanned_out(connection: asyncpg.Connection, subject: str, now: datetime) -> None:
-    """Record that every revocation of the subject in effect at `now` reached the grants known now."""
+async def mark_fanned_out(connection: asyncpg.Connection, subjects: Iterable[str], now: datetime) -> None:
+    """Record that every revocation of `subjects` in effect at `now` reached the grants known now."""
     await connection.execute(
-        "UPDATE revocations SET fanned_out_at = $2 WHERE subject = $1 AND fanned_out_at IS NULL AND effective_at <= $2",
-        subject,
+        "UPDATE revocations SET fanned_out_at = $2 "
+        "WHERE subject = ANY($1::text[]) AND fanned_out_at IS NULL AND effective_at <= $2",
+        sorted(set(subjects)),
         now,
     )
 

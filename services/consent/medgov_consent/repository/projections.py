@@ -132,9 +132,16 @@ def _terms(row: asyncpg.Record) -> DatasetTerms:
     )
 
 
-async def datasets_of_subject(connection: asyncpg.Connection, subject: str) -> list[str]:
-    rows = await connection.fetch("SELECT dataset_id FROM dataset_subjects WHERE subject = $1 ORDER BY dataset_id", subject)
-    return [row["dataset_id"] for row in rows]
+async def datasets_of_subjects(connection: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, list[str]]:
+    """Return the datasets each of `subjects` belongs to, in dataset id order; a subject in none is left out."""
+    rows = await connection.fetch(
+        "SELECT subject, dataset_id FROM dataset_subjects WHERE subject = ANY($1::text[]) ORDER BY subject, dataset_id",
+        sorted(set(subjects)),
+    )
+    members: dict[str, list[str]] = {}
+    for row in rows:
+        members.setdefault(row["subject"], []).append(row["dataset_id"])
+    return members
 
 
 async def subjects_in_datasets(connection: asyncpg.Connection, subjects: Iterable[str]) -> set[str]:

@@ -28,6 +28,7 @@ from medgov_shared.contracts.events.catalog import (
 from medgov_shared.contracts.events.review import AccessGranted, ApplicationApproved, ApplicationSubmitted
 from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.messaging.topics import start_groups_at_end
 from medgov_shared.service import Service
 from medgov_shared.testing.services import running, topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import issue_token
@@ -87,6 +88,16 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def service(consent_settings: ConsentSettings, topics: Topics, clock: ManualClock) -> AsyncIterator[Service]:
     built = build_service(consent_settings, clock, consumes=[topics.review, topics.catalog], consume_inbound=False)
+    async with running(built) as started:
+        yield started
+
+
+@pytest.fixture
+async def inbound_service(consent_settings: ConsentSettings, topics: Topics, clock: ManualClock) -> AsyncIterator[Service]:
+    # The inbound topics are shared by every test; start at their end instead of replaying them.
+    options = {"bootstrap_servers": consent_settings.kafka_bootstrap_servers}
+    await start_groups_at_end(options, [consent_settings.consumer_group])
+    built = build_service(consent_settings, clock, consumes=[topics.review, topics.catalog], consume_inbound=True)
     async with running(built) as started:
         yield started
 

@@ -1,7 +1,6 @@
 """Hospitals' RecordConsent and RevokeConsent commands on their inbound topics, in and out of order."""
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,29 +10,16 @@ import pytest
 from medgov_shared.clock import ManualClock
 from medgov_shared.contracts.events.inbound import RecordConsent, RevokeConsent
 from medgov_shared.contracts.registry import inbound_topic
-from medgov_shared.messaging.topics import start_groups_at_end
 from medgov_shared.service import Service
-from medgov_shared.testing.services import http_client, running, wait_until
+from medgov_shared.testing.services import http_client, wait_until
 
 from medgov_consent.domain.fhir_xml import parse_fhir_xml
-from medgov_consent.main import build_service
-from medgov_consent.settings import ConsentSettings
 
 from .conftest import (
-    T0, Publisher, Scenario, Topics, bearer, new_id, new_subject, outbox_events, wait_for_grant, wait_for_members,
+    T0, Publisher, Scenario, bearer, new_id, new_subject, outbox_events, wait_for_grant, wait_for_members,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def inbound_service(consent_settings: ConsentSettings, topics: Topics, clock: ManualClock) -> AsyncIterator[Service]:
-    # The inbound topics are shared by every test; start at their end instead of replaying them.
-    options = {"bootstrap_servers": consent_settings.kafka_bootstrap_servers}
-    await start_groups_at_end(options, [consent_settings.consumer_group])
-    built = build_service(consent_settings, clock, consumes=[topics.review, topics.catalog], consume_inbound=True)
-    async with running(built) as started:
-        yield started
 
 
 def mii_consent(sample_data: Path) -> dict[str, Any]:
