@@ -11,7 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
-from medgov_shared.messaging import consumer, dlq
+from medgov_shared.messaging import context as handler_context
+from medgov_shared.messaging import dlq
 from medgov_shared.messaging.context import BatchableHandler, RejectEvent
 from medgov_shared.service import Service
 from medgov_shared.testing.fixtures import new_database_name
@@ -306,7 +307,7 @@ async def test_batchable_handler_takes_batch(infra, toy_topic, echo_topic, toy_s
 
 async def test_outbox_rows_flushed_during_batch_keep_order(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
     """With a bound of two staged rows, a batch inserts its events' outbox rows in several statements, in order."""
-    monkeypatch.setattr(consumer, "OUTBOX_FLUSH_ROWS", 2)
+    monkeypatch.setattr(handler_context, "OUTBOX_FLUSH_ROWS", 2)
     names = ["f-0", "f-1", "f-2", "reject-f-3", "f-4", "f-5", "f-6"]
     await publish_revocations(infra.kafka_bootstrap_servers, toy_topic, names)
 
@@ -319,6 +320,21 @@ async def test_outbox_rows_flushed_during_batch_keep_order(infra, toy_topic, ech
     expected = [f"echo-{name}" for name in names if not name.startswith("reject-")]
     assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == expected
     assert letters == 1
+
+
+async def test_batch_handler_emitting_past_the_bound_inserts_in_order(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
+    """A batch handler's own events are inserted every two rows while it runs, and all of them once, in order."""
+    monkeypatch.setattr(handler_context, "OUTBOX_FLUSH_ROWS", 2)
+    names = [f"g-{index}" for index in range(7)]
+    await publish_revocations(infra.kafka_bootstrap_servers, toy_topic, names)
+
+    async with running(build_batching_toy(toy_settings, toy_topic)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 7 FROM effects"), message="seven effects")
+        await asyncio.sleep(0.5)
+        echoed = await service.pool.fetch("SELECT value FROM outbox ORDER BY position")
+
+    assert any(len(call) > 2 for call in MANY_CALLS), f"no batch crossed the bound: {MANY_CALLS}"
+    assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == [f"echo-{name}" for name in names]
 
 
 async def test_batchable_handler_failure_applies_one_by_one(infra, toy_topic, echo_topic, toy_settings):

@@ -42,6 +42,7 @@ from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, parse_payload
+from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_error, describe_validation_error
@@ -70,11 +71,6 @@ _FIRST_SAVEPOINT = "SAVEPOINT medgov_event"
 _NEXT_SAVEPOINT = "RELEASE SAVEPOINT medgov_event; SAVEPOINT medgov_event"
 _RELEASE_SAVEPOINT = "RELEASE SAVEPOINT medgov_event"
 _ROLLBACK_SAVEPOINT = "ROLLBACK TO SAVEPOINT medgov_event; RELEASE SAVEPOINT medgov_event"
-
-# Staged outbox rows held in memory before they are inserted, in the same
-# transaction. A poll of 500 revocations, each excluding a subject from 50
-# grants, stages 25,000 events; without a bound they all wait in memory.
-OUTBOX_FLUSH_ROWS = 1000
 
 # A poll is split into transactions of at least this many events (see group_partitions).
 _MIN_EVENTS_PER_GROUP = 100
@@ -336,7 +332,7 @@ class EventConsumer:
         savepoint_open = False
         position, batchable_from = 0, 0
         while position < len(handled):
-            if len(staged) >= OUTBOX_FLUSH_ROWS:
+            if len(staged) >= handler_context.OUTBOX_FLUSH_ROWS:
                 # Every staged row belongs to an event applied before this point.
                 await self.outbox.insert(connection, staged)
                 staged = []
