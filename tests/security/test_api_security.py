@@ -145,7 +145,7 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 
 def bad_tokens() -> dict[str, str]:
-    """Return one token per way of being refused, made now: tokens made at import expired before a slow suite reached them."""
+    """Return one token for each reason of rejection, made at call time, because tokens made at import expired before a slow suite used them."""
     return {
         "signed with another key": jwt.encode(claims(), SECRET_OF_ANOTHER_ISSUER, algorithm="HS256"),
         "expired": jwt.encode(claims(exp=int(datetime.now(UTC).timestamp()) - 60), OFFLINE_SECRET, algorithm="HS256"),
