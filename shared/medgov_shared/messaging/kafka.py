@@ -1,9 +1,12 @@
 """Kafka client options built from settings (plaintext locally, SASL/SCRAM over TLS in production)."""
 
+import functools
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from medgov_shared.settings import ServiceSettings
 
@@ -32,12 +35,17 @@ def producer_options(settings: ServiceSettings) -> dict[str, Any]:
     # stops the broker from writing a retried batch twice. No linger: the
     # relay hands over a whole pass of rows before the sender runs, so they
     # are batched anyway, and a lone event (a revocation's fan-out at light
-    # load) should not wait.
+    # load) should not wait. Batches of up to 256 KB instead of aiokafka's
+    # 16 KB: a pass of 500 one-kilobyte events went out as some 30 record
+    # batches, and the broker's work per batch was a share of the storm's CPU.
+    # Never above the message limit, because the broker rejects a whole batch over it.
     return {
         **client_options(settings),
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 0,
+        "max_batch_size": min(256 * 1024, settings.kafka_max_message_bytes),
+        "partitioner": key_partitioner,
         "max_request_size": settings.kafka_max_message_bytes + 64 * 1024,
         "request_timeout_ms": 30_000,
     }
@@ -58,3 +66,20 @@ def consumer_options(settings: ServiceSettings) -> dict[str, Any]:
         "metadata_max_age_ms": 5_000,
         "fetch_max_wait_ms": 100,
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+def key_partitioner(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    """Choose the partition as aiokafka's default does, remembering the hash of recent keys.
+
+    aiokafka computes murmur2 in Python for every message: 3% of the consent
+    service's samples in the revocation storm, where the 50 events of one
+    revocation share their subject's key.
+    """
+    if key is None:
+        return DefaultPartitioner()(key, all_partitions, available)
+    return all_partitions[_key_hash(key) % len(all_partitions)]
