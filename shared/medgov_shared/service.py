@@ -163,7 +163,7 @@ class Service:
         if settings.role != "worker":
             self.relay = OutboxRelay(
                 service=settings.service_name, pool=self.pool, producer=self.producer,
-                poll_interval_s=settings.relay_poll_interval_s,
+                renew_producer=self._renew_producer, poll_interval_s=settings.relay_poll_interval_s,
             )
             self._start_task("relay", self.relay.run())
         if settings.role == "relay":
@@ -181,6 +181,20 @@ class Service:
             self._start_task(f"job:{job.name}", self._run_job(job))
         log.info("service started", service=settings.service_name, region=settings.region.value,
                  topic=self.topic, consumes=list(self.consumes), inbound=self.consume_inbound)
+
+    async def _renew_producer(self) -> AIOKafkaProducer:
+        """Replace the Kafka producer of the relay and the dead-letter path with a new one, and return it."""
+        old = self._producer
+        renewed = AIOKafkaProducer(**producer_options(self.settings))
+        await renewed.start()
+        self._producer = renewed
+        if self.consumer is not None:
+            self.consumer.dlq_producer = renewed
+        if old is not None:
+            # Sends still in flight on the old producer finish before it closes.
+            await old.stop()
+        log.info("kafka producer renewed", service=self.settings.service_name)
+        return renewed
 
     def _start_task(self, name: str, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(work, name=name)

@@ -154,6 +154,39 @@ async def test_outbox_relay_publishes_in_order(infra, toy_topic, toy_settings):
     assert order == list(range(20))
 
 
+async def test_relay_sends_neighbours_of_rejected_event(infra, toy_settings):
+    """On a topic whose size limit is below the service's, the oversized event is marked failed and its neighbours go out."""
+    name = f"medgov.test-{topic_tag()}-small.v1"
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": "2000"})])
+    finally:
+        await admin.close()
+    oversized = revocation("big-1").model_copy(
+        update={"scope": ConsentScope(kind="datasets", dataset_ids=tuple(f"ds-knuh-ct-{index:04d}" for index in range(200)))}
+    )
+
+    async with running(build_toy(toy_settings.model_copy(update={"role": "relay"}), [])) as service:
+        for event in (revocation("fits-1"), oversized, revocation("fits-2")):
+            async with service.unit_of_work() as unit:
+                await unit.emit(event, topic=name)
+        await wait_until(
+            lambda: service.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"),
+            message="every outbox row sent or failed",
+        )
+        rows = await service.pool.fetch("SELECT sent_at IS NOT NULL AS sent, last_error FROM outbox ORDER BY position")
+        # After the rejection the producer still publishes to the same partition.
+        async with service.unit_of_work() as unit:
+            await unit.emit(revocation("fits-3"), topic=name)
+        records = await read_all(infra.kafka_bootstrap_servers, name, expected=3)
+
+    assert [row["sent"] for row in rows] == [True, False, True]
+    assert "broker rejected ConsentRevoked as too large" in rows[1]["last_error"]
+    assert [orjson.loads(record.value)["data"]["consent_id"] for record in records] == ["fits-1", "fits-2", "fits-3"]
+    assert all(dict(record.headers)["traceparent"] for record in records)
+
+
 async def test_relay_in_a_process_of_its_own(infra, toy_topic, toy_settings):
     """A worker emits without relaying; a relay-only process publishes its outbox and serves the probes."""
     worker = build_toy(toy_settings.model_copy(update={"role": "worker"}), [toy_topic])

@@ -11,17 +11,19 @@ again, and consumers drop the duplicate through their inbox.
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_error
 from medgov_shared.observability import metrics
 from medgov_shared.observability.logging import OutageLog
-from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
+from medgov_shared.observability.tracing import context_from_headers, headers_of_span, tracer
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)
@@ -33,6 +35,9 @@ _CHANNEL = "medgov_outbox"
 
 _BACKLOG_COUNT_INTERVAL_S = 5.0
 
+_CONTENT_TYPE = "content-type"
+_CLOUDEVENTS_JSON = b"application/cloudevents+json"
+
 
 class OutboxRelay:
     def __init__(
@@ -41,12 +46,15 @@ class OutboxRelay:
         service: str,
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
+        renew_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
         poll_interval_s: float = 1.0,
         batch_size: int = 500,
     ) -> None:
+        """`renew_producer` replaces the producer with a new one and returns it, see `_send_alone`."""
         self.service = service
         self.pool = pool
         self.producer = producer
+        self._renew_producer = renew_producer
         self._outage_log = OutageLog(log)
         self.poll_interval_s = poll_interval_s
         self.batch_size = batch_size
@@ -182,33 +190,89 @@ class OutboxRelay:
         return await connection.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
 
     async def _send(self, rows: list[asyncpg.Record]) -> tuple[list[int], list[tuple[int, str]]]:
+        """Publish `rows`; return the positions the broker acknowledged, and those it rejected as too large with the reason."""
         deliveries = []
         for row in rows:
-            parent = context_from_headers(row["headers"] or {})
-            with _tracer.start_as_current_span(
-                f"{row['topic']} publish {row['event_type']}", context=parent, kind=SpanKind.PRODUCER,
+            # One span per event, from the hand-over to the broker's acknowledgement. It is
+            # not made the current span, which would cost a context switch in and out per row.
+            span = _tracer.start_span(
+                f"{row['topic']} publish {row['event_type']}", context=context_from_headers(row["headers"] or {}),
+                kind=SpanKind.PRODUCER,
                 attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"],
                             "messaging.message.id": str(row["event_id"])},
-            ):
-                headers = [("content-type", b"application/cloudevents+json")]
-                headers += [(name, value.encode()) for name, value in inject_headers().items()]
-                future = await self.producer.send(
-                    row["topic"], value=bytes(row["value"]), key=row["key"].encode(), headers=headers
-                )
-            deliveries.append((row, future))
+            )
+            try:
+                future = await self._hand_over(row, span)
+            except BaseException:
+                for pending in [span, *(pending for _, _, pending in deliveries)]:
+                    pending.end()
+                raise
+            deliveries.append((row, future, span))
 
         sent: list[int] = []
-        failed: list[tuple[int, str]] = []
-        for row, future in deliveries:
+        rejected: list[tuple[asyncpg.Record, Span]] = []
+        for index, (row, future, span) in enumerate(deliveries):
             try:
                 await future
+            except MessageSizeTooLargeError:
+                # The broker rejects a whole record batch over the topic's limit, so this
+                # row may have been rejected because of its neighbours. It is sent alone below.
+                rejected.append((row, span))
+                continue
+            except BaseException as error:
+                # The pass is retried from its first row; end this row's span and those after it.
+                for _, _, pending in deliveries[index:]:
+                    _end_with_error(pending, describe_error(error))
+                for _, pending in rejected:
+                    _end_with_error(pending, describe_error(error))
+                raise
+            span.end()
+            sent.append(row["position"])
+            metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+        failed = await self._send_alone(rejected, sent)
+        return sent, failed
+
+    async def _hand_over(self, row: asyncpg.Record, span: Span) -> "asyncio.Future[Any]":
+        headers = [(_CONTENT_TYPE, _CLOUDEVENTS_JSON)]
+        headers += [(name, value.encode()) for name, value in headers_of_span(span).items()]
+        return await self.producer.send(row["topic"], value=bytes(row["value"]), key=row["key"].encode(), headers=headers)
+
+    async def _send_alone(self, rejected: list[tuple[asyncpg.Record, Span]], sent: list[int]) -> list[tuple[int, str]]:
+        """Send each rejected row in a batch of its own; add the accepted ones to `sent` and return the rest with the reason.
+
+        A row the broker accepts alone goes out after rows that followed it in
+        the pass. Consumers already take a subject's events out of order (a
+        revocation before its consent is parked), and this happens only when a
+        topic's size limit is below the one the service was given.
+        """
+        if rejected and self._renew_producer is not None:
+            # An idempotent producer counts the rejected batch's records as sent, so the broker
+            # rejects its next batch to that partition with OutOfOrderSequenceNumber. A new
+            # producer starts its own count.
+            self.producer = await self._renew_producer()
+        failed: list[tuple[int, str]] = []
+        for index, (row, span) in enumerate(rejected):
+            try:
+                # Waiting for each acknowledgement before the next send keeps the row alone in its batch.
+                await (await self._hand_over(row, span))
             except MessageSizeTooLargeError as error:
                 message = f"broker rejected {row['event_type']} as too large: {error}"
                 log.error("outbox row can never be published", position=row["position"],
                           event_id=str(row["event_id"]), error=message)
                 metrics.OUTBOX_FAILED.labels(self.service, "too_large").inc()
+                _end_with_error(span, message)
                 failed.append((row["position"], message))
                 continue
+            except BaseException as error:
+                for _, pending in rejected[index:]:
+                    _end_with_error(pending, describe_error(error))
+                raise
+            span.end()
             sent.append(row["position"])
             metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
-        return sent, failed
+        return failed
+
+
+def _end_with_error(span: Span, message: str) -> None:
+    span.set_status(Status(StatusCode.ERROR, message))
+    span.end()

@@ -41,6 +41,13 @@ def inject_headers() -> dict[str, str]:
     return carrier
 
 
+def headers_of_span(span: trace.Span) -> dict[str, str]:
+    """Return the trace context of `span` as a plain dict, without making it the current span."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
 def context_from_headers(headers: Iterable[tuple[str, bytes | None]] | dict[str, str]) -> context.Context:
     """Build a parent context from Kafka headers, ignoring values that are null or not UTF-8."""
     carrier: dict[str, str] = {}
