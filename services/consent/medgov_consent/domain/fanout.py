@@ -14,12 +14,12 @@ skipped, so planning twice plans nothing new.
 """
 
 import hashlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from medgov_consent.domain.duo import PurposeCondition, requested_purposes
-from medgov_consent.domain.history import ConsentHistory
+from medgov_consent.domain.history import AppliedRevocation, ConsentHistory
 from medgov_consent.domain.policy import DatasetTerms, UseRequest
 
 
@@ -109,6 +109,7 @@ def plan_exclusions(
     that take effect after `now` are left for a later run.
     """
     planned = []
+    revocations = sorted(history.revocations, key=lambda item: (item.effective_at, item.sequence))
     for grant in sorted(grants, key=lambda item: (item.grant_id, item.dataset_id)):
         if grant.dataset_id not in subject_dataset_ids:
             continue
@@ -116,7 +117,7 @@ def plan_exclusions(
         if identifier in requested:
             continue
         dataset = datasets.get(grant.dataset_id) or DatasetTerms(grant.dataset_id, grant.holder_id)
-        denial = _denial_by_revocation(history, grant, dataset, now)
+        denial = _denial_by_revocation(history, revocations, grant, dataset, now)
         if denial is None:
             continue
         consent_id, reason = denial
@@ -138,10 +139,13 @@ def plan_exclusions(
 
 
 def _denial_by_revocation(
-    history: ConsentHistory, grant: GrantView, dataset: DatasetTerms, now: datetime
+    history: ConsentHistory, revocations: Sequence[AppliedRevocation], grant: GrantView, dataset: DatasetTerms, now: datetime
 ) -> tuple[str, str] | None:
-    """Return (revoked consent id, reason) when a revocation in effect by `now` denies the grant, else None."""
-    for revocation in sorted(history.revocations, key=lambda item: (item.effective_at, item.sequence)):
+    """Return (revoked consent id, reason) when a revocation in effect by `now` denies the grant, else None.
+
+    `revocations` are the history's revocations, oldest first.
+    """
+    for revocation in revocations:
         if revocation.effective_at > now:
             continue
         # The grant's time comes from the review service's clock. A clock ahead of
