@@ -10,9 +10,9 @@ from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
+from medgov_cli.output import report_console
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
 from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
@@ -24,7 +24,7 @@ dlq_app = typer.Typer(help="Inspect and replay dead-letter topics.", no_args_is_
 app.add_typer(publish_app, name="publish")
 app.add_typer(dlq_app, name="dlq")
 
-console = Console(stderr=True)
+console = report_console()
 
 # aiokafka logs each failed connection attempt; without a handler Python would
 # print those on stderr next to the one error line this command prints itself.
@@ -206,7 +206,7 @@ def publish_revoke(
 @publish_app.command("commands")
 def publish_commands(
     institution: Institution,
-    file: Annotated[Path, typer.Argument(help="JSON lines: {\"type\": ..., \"data\": {...}, \"patient\": local id}.", exists=True)],
+    file: Annotated[Path, typer.Argument(help="JSON lines: {\"type\": ..., \"data\": {...}, \"patient\": local id}; blank lines are skipped.", exists=True)],
     as_json: JsonOutput = False,
 ) -> None:
     """Send arbitrary inbound commands from a JSON-lines file, one report row per line."""

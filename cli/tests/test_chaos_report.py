@@ -2,7 +2,8 @@
 
 from types import SimpleNamespace
 
-from medgov_cli.chaos.driver import print_report, report_console
+from medgov_cli.chaos.driver import print_report
+from medgov_cli.output import report_console
 
 
 def test_table_whole_without_terminal(capsys):

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import random
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from medgov_cli.chaos.sender import CommandSender, DeliveryFailed
 from medgov_cli.chaos.stack import ServiceStack
 from medgov_cli.chaos.verify import Verification, verify
 from medgov_cli.chaos.workload import REGION, Command, Workload
+from medgov_cli.output import report_console
 from medgov_cli.publisher import HospitalPublisher
 from medgov_cli.settings import PublisherSettings
 
@@ -448,17 +448,6 @@ async def _settle(state: _Run) -> None:
 
 
 # -- output --------------------------------------------------------------------------
-
-
-def report_console() -> Console:
-    """Return the console for progress and the checks table, on standard error.
-
-    Without a terminal rich assumes 80 columns and cuts the table's figures
-    to "exp…", so a console writing to a file or pipe gets 160.
-    """
-    if sys.stderr.isatty():
-        return Console(stderr=True)
-    return Console(stderr=True, width=160)
 
 
 def print_report(report: ChaosReport, console: Console) -> None:
