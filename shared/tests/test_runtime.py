@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from medgov_shared.contracts.envelope import wrap
-from medgov_shared.contracts.events.consent import ConsentRevoked, ConsentScope
+from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging import dlq
@@ -298,11 +298,16 @@ async def _record(context, payload: ConsentRevoked) -> None:
     await context.emit(revocation(f"echo-{payload.consent_id}"), topic=ECHO_TOPIC["name"])
 
 
+async def echo_grant(context, payload: ConsentGranted) -> None:
+    # A handler that no batch takes, so its event ends the run of revocations before it.
+    await context.emit(revocation(f"echo-{payload.consent_id}"), topic=ECHO_TOPIC["name"])
+
+
 def build_batching_toy(settings: ToySettings, topic: str) -> Service:
     return Service(
         settings=settings,
         migrations=MIGRATIONS,
-        handlers={"ConsentRevoked": BatchableHandler(one=record_one, many=record_many)},
+        handlers={"ConsentRevoked": BatchableHandler(one=record_one, many=record_many), "ConsentGranted": echo_grant},
         consumes=[topic],
     )
 
@@ -368,6 +373,26 @@ async def test_batch_handler_emitting_past_the_bound_inserts_in_order(infra, toy
 
     assert any(len(call) > 2 for call in MANY_CALLS), f"no batch crossed the bound: {MANY_CALLS}"
     assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == [f"echo-{name}" for name in names]
+
+
+async def test_batch_flush_keeps_earlier_events_first(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
+    """Rows of a handler that completed go into the outbox before those of a batch that crosses the bound after it."""
+    monkeypatch.setattr(handler_context, "OUTBOX_FLUSH_ROWS", 2)
+    granted = ConsentGranted(
+        subject=revocation("x").subject, consent_id="grant-0", institution_id="knuh", region="daegu",
+        scope=ConsentScope(), channel="fhir", granted_at=datetime.now(UTC),
+    )
+    envelopes = [wrap(granted, source="medgov/consent", region="daegu")]
+    envelopes += [wrap(revocation(f"h-{index}"), source="medgov/consent", region="daegu") for index in range(1, 4)]
+    await publish(infra.kafka_bootstrap_servers, toy_topic, [envelope.to_json() for envelope in envelopes])
+
+    async with running(build_batching_toy(toy_settings, toy_topic)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 4 FROM outbox"), message="four echoes")
+        await asyncio.sleep(0.5)
+        echoed = await service.pool.fetch("SELECT value FROM outbox ORDER BY position")
+
+    assert MANY_CALLS == [["h-1", "h-2", "h-3"]]
+    assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == ["echo-grant-0", "echo-h-1", "echo-h-2", "echo-h-3"]
 
 
 async def test_batchable_handler_failure_applies_one_by_one(infra, toy_topic, echo_topic, toy_settings):

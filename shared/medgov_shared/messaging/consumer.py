@@ -43,11 +43,11 @@ from medgov_shared.contracts.envelope import Envelope
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, parse_payload
 from medgov_shared.messaging import context as handler_context
-from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, TransientError
+from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, Staging, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_error, describe_validation_error
 from medgov_shared.messaging.kafka import consumer_options
-from medgov_shared.messaging.outbox import Outbox, StagedEvent
+from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.observability import metrics
 from medgov_shared.observability.logging import OutageLog
 from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
@@ -326,16 +326,16 @@ class EventConsumer:
         ]
         inserted = await self._insert_inbox_rows(connection, [(record, envelope) for _, record, envelope, _ in handled])
         fresh = _first_occurrences(handled, inserted)
-        staged: list[StagedEvent] = []
+        staging = Staging()
         outcomes: list[tuple[ConsumerRecord, str, str]] = []
         done, failure = limit, None
         savepoint_open = False
         position, batchable_from = 0, 0
         while position < len(handled):
-            if len(staged) >= handler_context.OUTBOX_FLUSH_ROWS:
-                # Every staged row belongs to an event applied before this point.
-                await self.outbox.insert(connection, staged)
-                staged = []
+            if len(staging.earlier) >= handler_context.OUTBOX_FLUSH_ROWS:
+                # Every earlier row belongs to an event applied before this point.
+                await self.outbox.insert(connection, staging.earlier)
+                staging.earlier = []
             index, record, envelope, payload = handled[position]
             if position not in fresh:
                 outcomes.append((record, envelope.type, "duplicate"))
@@ -348,16 +348,18 @@ class EventConsumer:
             run = [handled[later] for later in range(position, end) if later in fresh]
             if len(run) > 1:
                 try:
-                    staged += await self._apply_many(connection, run)
+                    await self._apply_many(connection, run, staging)
                 except CONNECTION_ERRORS:
                     raise
                 except Exception as error:  # the same events go through the handler one at a time
+                    staging.handler_failed()
                     await connection.execute(_ROLLBACK_SAVEPOINT)
                     savepoint_open, batchable_from = False, end
                     log.warning("batch handler failed; applying its events one at a time", topic=record.topic,
                              partition=record.partition, from_offset=record.offset, events=len(run),
                              error=f"{type(error).__name__}: {error}")
                     continue
+                staging.handler_completed()
                 outcomes += [
                     (handled[later][1], handled[later][2].type, "applied" if later in fresh else "duplicate")
                     for later in range(position, end)
@@ -366,10 +368,11 @@ class EventConsumer:
                 continue
 
             try:
-                staged += await self._apply_staged(connection, record, envelope, payload)
+                await self._apply_staged(connection, record, envelope, payload, staging)
             except CONNECTION_ERRORS:
                 raise
             except Exception as error:  # sorted by the one-by-one path, which takes this as the first attempt
+                staging.handler_failed()
                 await connection.execute(_ROLLBACK_SAVEPOINT)
                 savepoint_open = False
                 # Later events apply one at a time, each writing its own inbox row again.
@@ -378,12 +381,13 @@ class EventConsumer:
                 done, failure = index, error
                 BATCH_FALLBACKS.labels(self.service, record.topic).inc()
                 break
+            staging.handler_completed()
             outcomes.append((record, envelope.type, "applied"))
             position += 1
         if savepoint_open:
             await connection.execute(_RELEASE_SAVEPOINT)
 
-        await self.outbox.insert(connection, staged)
+        await self.outbox.insert(connection, staging.earlier)
         self._count_batch(records[:done], parsed[:done], outcomes)
         return done, failure
 
@@ -406,20 +410,19 @@ class EventConsumer:
         return {row["event_id"] for row in rows}
 
     async def _apply_staged(
-        self, connection: asyncpg.Connection, record: ConsumerRecord, envelope: Envelope, payload: EventPayload
-    ) -> list[StagedEvent]:
-        """Run the handler; return the events it emitted, for the caller to insert with the rest of the batch."""
+        self, connection: asyncpg.Connection, record: ConsumerRecord, envelope: Envelope, payload: EventPayload,
+        staging: Staging,
+    ) -> None:
+        """Run the handler; the events it emits go to `staging`, for the caller to insert with the rest of the batch."""
         handler = self.handlers[envelope.type]
         bound = _event_log(record, envelope)
-        staged: list[StagedEvent] = []
         started = time.perf_counter()
         with self._span(record, envelope):
             context = HandlerContext(
-                connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope, log=bound, staged=staged,
+                connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope, log=bound, staging=staging,
             )
             await handler(context, payload)
         metrics.HANDLER_SECONDS.labels(self.service, envelope.type).observe(time.perf_counter() - started)
-        return staged
 
     def _run_end(self, handled: list[_Handled], position: int) -> int:
         """Return the end of the run of same-type events from `position` that a BatchableHandler can take at once."""
@@ -431,25 +434,23 @@ class EventConsumer:
             end += 1
         return end
 
-    async def _apply_many(self, connection: asyncpg.Connection, run: list[_Handled]) -> list[StagedEvent]:
-        """Give a run of new events to their BatchableHandler at once; return the events it emitted."""
+    async def _apply_many(self, connection: asyncpg.Connection, run: list[_Handled], staging: Staging) -> None:
+        """Give a run of new events to their BatchableHandler at once; the events it emits go to `staging`."""
         handler = self.handlers[run[0][2].type]
         assert isinstance(handler, BatchableHandler)
-        staged: list[StagedEvent] = []
         items = []
         for _, record, envelope, payload in run:
             with self._span(record, envelope):
                 trace_headers = inject_headers()
             bound = _event_log(record, envelope)
             context = HandlerContext(connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope,
-                                     log=bound, staged=staged, trace_headers=trace_headers)
+                                     log=bound, staging=staging, trace_headers=trace_headers)
             items.append((context, payload))
         started = time.perf_counter()
         await handler.many(items)
         per_event = (time.perf_counter() - started) / len(run)
         for _ in run:
             metrics.HANDLER_SECONDS.labels(self.service, run[0][2].type).observe(per_event)
-        return staged
 
     def _count_batch(
         self, records: list[ConsumerRecord], parsed: list[Parsed], outcomes: list[tuple[ConsumerRecord, str, str]]

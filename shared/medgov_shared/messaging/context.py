@@ -34,6 +34,40 @@ class TransientError(Exception):
 
 
 @dataclass
+class Staging:
+    """The outbox rows of one transaction that are not inserted yet, in the order they were emitted.
+
+    `earlier` holds the rows of the handlers that completed and `current` those
+    of the handler that runs. When `current` reaches OUTBOX_FLUSH_ROWS, the
+    handler inserts both, earlier rows first, so the events of one key keep
+    their order. The earlier rows stay listed until the handler completes:
+    if it fails, its savepoint takes that insert back, and they are inserted
+    again with the later ones.
+    """
+
+    earlier: list[StagedEvent] = field(default_factory=list)
+    current: list[StagedEvent] = field(default_factory=list)
+    earlier_inserted: bool = False
+
+    async def flush_current(self, outbox: Outbox, connection: asyncpg.Connection) -> None:
+        rows = self.current if self.earlier_inserted else [*self.earlier, *self.current]
+        await outbox.insert(connection, rows)
+        self.earlier_inserted = True
+        self.current = []
+
+    def handler_completed(self) -> None:
+        """Move the completed handler's rows after the earlier ones, dropping those it already inserted."""
+        self.earlier = self.current if self.earlier_inserted else [*self.earlier, *self.current]
+        self.current = []
+        self.earlier_inserted = False
+
+    def handler_failed(self) -> None:
+        """Forget the failed handler's rows; its savepoint rollback took back what it inserted."""
+        self.current = []
+        self.earlier_inserted = False
+
+
+@dataclass
 class HandlerContext:
     connection: asyncpg.Connection
     outbox: Outbox
@@ -43,7 +77,7 @@ class HandlerContext:
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("medgov.handler"))
     # When set, emitted events are collected here and the consumer inserts the
     # whole poll batch's events at once; otherwise each emit inserts its row.
-    staged: list[StagedEvent] | None = None
+    staging: Staging | None = None
     # The trace context of the incoming event, for the events a batch handler
     # emits outside that event's span. None means the current trace context.
     trace_headers: dict[str, str] | None = None
@@ -76,16 +110,14 @@ class HandlerContext:
             "correlation_id": correlation, "causation_id": self.incoming.id if self.incoming else None,
             "event_id": event_id, "time": time or self.now(), "topic": topic, "region": region,
         }
-        if self.staged is None:
+        if self.staging is None:
             envelope = await self.outbox.add(self.connection, payload, **options)
         else:
             staged = self.outbox.stage(payload, **options, trace_headers=self.trace_headers)
-            self.staged.append(staged)
+            self.staging.current.append(staged)
             envelope = staged.envelope
-            if len(self.staged) >= OUTBOX_FLUSH_ROWS:
-                # The rows join this transaction now; when the unit of work fails, its savepoint takes them back.
-                await self.outbox.insert(self.connection, self.staged)
-                self.staged.clear()
+            if len(self.staging.current) >= OUTBOX_FLUSH_ROWS:
+                await self.staging.flush_current(self.outbox, self.connection)
         if self.correlation_id is None:
             # Later events of the same unit of work share the first one's flow id.
             self.correlation_id = envelope.correlationid
