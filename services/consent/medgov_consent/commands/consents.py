@@ -96,21 +96,14 @@ async def record_consents(requests: Sequence[ConsentToRecord], acknowledge_withi
     Raise ValueError when a subject appears twice, because its consents must
     apply in order, one at a time.
     """
-    subjects = [request.subject for request in requests]
-    if len(set(subjects)) != len(subjects):
-        raise ValueError("record_consents takes each subject once; record repeated subjects one at a time")
     if not requests:
         return []
+    loaded = await _lock_distinct_subjects(requests, "record_consents")
     connection, now = requests[0].context.connection, requests[0].context.now()
-    for request in requests:
-        _require_local_subject(request.context, request.subject)
-
-    created = await histories.lock_subjects(connection, subjects, now)
-    loaded = await histories.load_histories(connection, [subject for subject in subjects if not created[subject]])
-    in_datasets = await projections.subjects_in_datasets(connection, subjects)
+    in_datasets = await projections.subjects_in_datasets(connection, list(loaded))
     changes = []
     for request in requests:
-        before = loaded.get(request.subject) or ConsentHistory(subject=request.subject)
+        before = loaded[request.subject]
         changes.append((request, before, *_record(before, request)))
     await histories.save_histories(connection, [(before, after) for _, before, after, _ in changes], now)
 
@@ -188,20 +181,13 @@ async def revoke_many(requests: Sequence[RevocationToRecord], acknowledge_within
     must apply in order, one at a time, and NotConsentRecorder when a
     revocation comes from a hospital other than the one that recorded the consent.
     """
-    subjects = [request.subject for request in requests]
-    if len(set(subjects)) != len(subjects):
-        raise ValueError("revoke_many takes each subject once; revoke repeated subjects one at a time")
     if not requests:
         return []
+    loaded = await _lock_distinct_subjects(requests, "revoke_many")
     connection, now = requests[0].context.connection, requests[0].context.now()
-    for request in requests:
-        _require_local_subject(request.context, request.subject)
-
-    created = await histories.lock_subjects(connection, subjects, now)
-    loaded = await histories.load_histories(connection, [subject for subject in subjects if not created[subject]])
     changes = []
     for request in requests:
-        before = loaded.get(request.subject) or ConsentHistory(subject=request.subject)
+        before = loaded[request.subject]
         _require_recorder(before, request.revocation)
         changes.append((request, before, *before.record_revocation(request.revocation)))
     await histories.save_histories(connection, [(before, after) for _, before, after, _ in changes], now)
@@ -274,6 +260,25 @@ async def revoke_everything(
         revocation = Revocation(record.consent_id, record.institution_id, "dashboard", effective_at, scope)
         outcomes.append(await revoke(context, subject=subject, revocation=revocation, acknowledge_within=acknowledge_within))
     return outcomes
+
+
+async def _lock_distinct_subjects(
+    requests: Sequence[ConsentToRecord] | Sequence[RevocationToRecord], operation: str
+) -> dict[str, ConsentHistory]:
+    """Lock the subjects of `requests` with one statement and return each one's history, in the order of `requests`.
+
+    Raise ValueError when a subject appears twice, because its changes must
+    apply in order, one at a time, and ConsentRejected for another region's subject.
+    """
+    subjects = [request.subject for request in requests]
+    if len(set(subjects)) != len(subjects):
+        raise ValueError(f"{operation} takes each subject once; apply repeated subjects one at a time")
+    for request in requests:
+        _require_local_subject(request.context, request.subject)
+    connection, now = requests[0].context.connection, requests[0].context.now()
+    created = await histories.lock_subjects(connection, subjects, now)
+    loaded = await histories.load_histories(connection, [subject for subject in subjects if not created[subject]])
+    return {subject: loaded.get(subject) or ConsentHistory(subject=subject) for subject in subjects}
 
 
 def _require_local_subject(context: HandlerContext, subject: str) -> None:
