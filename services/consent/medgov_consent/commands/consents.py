@@ -144,6 +144,11 @@ async def _announce_recorded(
     subject is known to belong to no dataset, which leaves nothing to re-check.
     """
     context = request.context
+    for held in change.not_applied:
+        context.log.warning(
+            "parked revocation not applied: another hospital recorded the consent", consent_id=held.consent_id,
+            recorded_by=change.record.institution_id, revoked_by=held.institution_id, parked_effective_at=held.effective_at,
+        )
     if change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED):
         await _emit_granted(context, request.subject, change.record)
     for applied in change.applied:
@@ -220,7 +225,7 @@ async def revoke_many(requests: Sequence[RevocationToRecord], acknowledge_within
 def _require_recorder(history: ConsentHistory, revocation: Revocation) -> None:
     """Raise NotConsentRecorder when a hospital revokes a consent that another hospital recorded."""
     recorded = history.consent(revocation.consent_id)
-    if revocation.channel == "fhir" and recorded is not None and recorded.institution_id != revocation.institution_id:
+    if recorded is not None and not revocation.may_withdraw(recorded):
         # Only the hospital that recorded a consent revokes it on the patient's behalf.
         raise NotConsentRecorder(
             f"consent {revocation.consent_id} was recorded by {recorded.institution_id}, "

@@ -74,6 +74,10 @@ class Revocation:
     scope: ConsentScope | None = None
     standalone: bool = False
 
+    def may_withdraw(self, consent: "ConsentRecord") -> bool:
+        """Tell whether this revocation may withdraw `consent`: the patient's own (dashboard) always, a hospital's only its own consents."""
+        return self.channel != "fhir" or consent.institution_id == self.institution_id
+
 
 @dataclass(frozen=True)
 class AppliedRevocation:
@@ -105,12 +109,18 @@ class ChangeKind(StrEnum):
 
 @dataclass(frozen=True)
 class ConsentChange:
-    """The outcome of recording a consent; `applied` lists the parked revocations that took effect with it."""
+    """The outcome of recording a consent.
+
+    `applied` lists the parked revocations that took effect with it, and
+    `not_applied` those parked for its id by a hospital other than the one
+    that recorded it; they stay parked and never take effect.
+    """
 
     kind: ChangeKind
     record: ConsentRecord
     previous: ConsentRecord | None = None
     applied: tuple[AppliedRevocation, ...] = ()
+    not_applied: tuple[Revocation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,9 +178,10 @@ class ConsentHistory:
         others = tuple(record for record in self.consents if record.consent_id != consent_id)
         history = replace(self, consents=others + (candidate,), next_sequence=self.next_sequence + 1)
         history, applied = history._apply_parked(consent_id)
+        not_applied = tuple(item for item in history.parked if item.consent_id == consent_id)
 
         kind = ChangeKind.UPDATED if existing is not None else ChangeKind.RECORDED
-        return history, ConsentChange(kind, history.consent(consent_id) or candidate, existing, applied)
+        return history, ConsentChange(kind, history.consent(consent_id) or candidate, existing, applied, not_applied)
 
     def record_revocation(self, revocation: Revocation) -> tuple["ConsentHistory", RevocationChange]:
         """Apply a revocation to its consent, or park it until that consent is recorded."""
@@ -212,8 +223,14 @@ class ConsentHistory:
         return revocation in self.parked or any(item.revocation == revocation for item in self.revocations)
 
     def _apply_parked(self, consent_id: str) -> tuple["ConsentHistory", tuple[AppliedRevocation, ...]]:
-        waiting = sorted((item for item in self.parked if item.consent_id == consent_id), key=lambda item: item.effective_at)
-        history = replace(self, parked=tuple(item for item in self.parked if item.consent_id != consent_id))
+        """Apply the revocations parked for the consent that may withdraw it; the others stay parked."""
+        consent = self.consent(consent_id)
+        assert consent is not None, "apply parked revocations after recording their consent"
+        waiting = sorted(
+            (item for item in self.parked if item.consent_id == consent_id and item.may_withdraw(consent)),
+            key=lambda item: item.effective_at,
+        )
+        history = replace(self, parked=tuple(item for item in self.parked if item not in waiting))
         applied: list[AppliedRevocation] = []
         for revocation in waiting:
             history, result = history._apply(revocation)

@@ -1,5 +1,6 @@
 """A subject's consent history: order, revocation, re-consent, parking and duplicates."""
 
+from dataclasses import replace
 from itertools import permutations
 
 from hypothesis import given, settings
@@ -98,6 +99,24 @@ def test_parked_revocation_stays_until_its_consent(make: Builders) -> None:
 
     assert len(history.parked) == 1
     assert history.revocations == ()
+
+
+def test_parked_revocation_of_other_hospital_not_applied(make: Builders) -> None:
+    """A hospital's revocation parked before the consent arrives withdraws it only if that hospital records it."""
+    foreign = replace(make.revocation(at=T0 + days(1), institution_id="dcmc"), channel="fhir")
+    own = replace(make.revocation(at=T0 + days(2)), channel="fhir")
+    history, _ = ConsentHistory(SUBJECT).record_revocation(foreign)
+    history, _ = history.record_revocation(own)
+
+    history, change = history.record_consent(
+        "cns-0001", institution_id="knuh", channel="fhir", policy=make.dashboard_policy(kind="all_research"), granted_at=T0
+    )
+
+    assert [item.revocation for item in change.applied] == [own]
+    assert change.not_applied == (foreign,)
+    assert history.parked == (foreign,)
+    assert history.decide(make.request(at=T0 + days(1.5))).decision is Decision.PERMIT
+    assert history.decide(make.request(at=T0 + days(3))).decision is Decision.DENY
 
 
 def test_revocation_never_precedes_its_consent(make: Builders) -> None:
