@@ -27,6 +27,17 @@ def test_datasets_published_and_flagged(summary):
     assert set(summary["datasets"]["published"]) == every - FLAGGED
 
 
+def test_region_keys_written_for_the_cli(summary, demo_output):
+    files = sorted(demo_output.with_name("demo-keys").glob("*.env"))
+
+    assert [path.stem for path in files] == sorted(plan.BOARD_PREFIX)
+    for path in files:
+        settings = dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line)
+        assert settings["MEDGOV_REGION"] == path.stem
+        assert len(bytes.fromhex(settings["MEDGOV_PSEUDONYM_KEY"])) == 32
+        assert path.stat().st_mode & 0o077 == 0
+
+
 def test_subjects_match_sample_files(summary, sample_data):
     expected = 0
     for dataset in plan.DATASETS:

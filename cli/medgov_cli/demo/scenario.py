@@ -165,8 +165,11 @@ async def _run(*, keep_running: bool, summary_path: Path, console_port: int) -> 
                 await _play(run)
             summary = await _summary(run)
         summary_path.parent.mkdir(parents=True, exist_ok=True)
+        keys_folder = _write_region_keys(summary_path.parent / "demo-keys", region_keys)
         summary_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
         _print_summary(summary, summary_path)
+        console.print(f"pseudonym keys of this run, for `medgov publish` on the demo's patients: "
+                      f"set -a; . {keys_folder}/<region>.env; set +a")
         if keep_running:
             await _wait_for_interrupt(stack)
     finally:
@@ -557,6 +560,25 @@ async def _summary(run: Run) -> dict[str, Any]:
             **{service: run.stack.url(service) for service in SERVICES},
         },
     }
+
+
+def _write_region_keys(folder: Path, region_keys: dict[str, str]) -> Path:
+    """Write each region's pseudonym key of this run to `<folder>/<region>.env`, readable by the owner only; return `folder`.
+
+    The keys are made at random for each run, so without them `medgov publish`
+    could not name the demo's patients.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for region, key in region_keys.items():
+        path = folder / f"{region}.env"
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(
+            f"# Pseudonym key of region {region} in the last demo run, made at random for that run only.\n"
+            f"MEDGOV_REGION={region}\nMEDGOV_PSEUDONYM_KEY={key}\n",
+            encoding="utf-8",
+        )
+    return folder
 
 
 def _print_summary(summary: dict[str, Any], path: Path) -> None:
