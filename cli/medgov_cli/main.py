@@ -252,8 +252,12 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
     """Sign a development bearer token with JWT_SECRET (never use in production)."""
-    from medgov_shared.web.auth import issue_token
+    from medgov_shared.web.auth import ROLES, issue_token
 
+    unknown = sorted(set(role) - ROLES)
+    if unknown:
+        # The services reject a token with any unknown role, so signing one would only defer the error.
+        fail(f"unknown role {', '.join(unknown)}; known roles: {', '.join(sorted(ROLES))}")
     secret = os.environ.get("JWT_SECRET")
     if not secret:
         console.print("[red]JWT_SECRET is not set; export the key the services verify tokens with (make run prints it)[/red]")

@@ -235,3 +235,16 @@ def test_deeply_nested_consent_rejected_and_others_sent(infra, sample_data, tmp_
     result = invoke(["publish", "consent", "-i", "knuh", str(deep), str(sample_data / CONSENT)], {**environment, "COLUMNS": "200"})
 
     assert_clean_failure(result, "rejected deep.json: nested too deeply", "1 accepted, 1 rejected")
+
+
+def test_token_with_unknown_role_rejected(environment):
+    result = invoke(["token", "--sub", "fund-1", "--role", "fund_administrator"], {**environment, "JWT_SECRET": "s" * 40})
+
+    assert_clean_failure(result, "unknown role fund_administrator", "fund_admin")
+
+
+def test_token_with_known_role_signed(environment):
+    result = invoke(["token", "--sub", "fund-1", "--role", "fund_admin"], {**environment, "JWT_SECRET": "s" * 40})
+
+    assert result.exit_code == 0, result.output
+    assert result.output.count(".") == 2
