@@ -245,13 +245,15 @@ class OutboxRelay:
         revocation before its consent is parked), and this happens only when a
         topic's size limit is below the one the service was given.
         """
-        if rejected and self._renew_producer is not None:
-            # An idempotent producer counts the rejected batch's records as sent, so the broker
-            # rejects its next batch to that partition with OutOfOrderSequenceNumber. A new
-            # producer starts its own count.
-            self.producer = await self._renew_producer()
         failed: list[tuple[int, str]] = []
+        # An idempotent producer counts a rejected batch's records as sent, so the broker
+        # rejects its next batch to that partition with OutOfOrderSequenceNumber. A new
+        # producer starts its own count; one is made after every rejection.
+        producer_spoilt = bool(rejected)
         for index, (row, span) in enumerate(rejected):
+            if producer_spoilt:
+                await self._replace_producer()
+                producer_spoilt = False
             try:
                 # Waiting for each acknowledgement before the next send keeps the row alone in its batch.
                 await (await self._hand_over(row, span))
@@ -262,6 +264,7 @@ class OutboxRelay:
                 metrics.OUTBOX_FAILED.labels(self.service, "too_large").inc()
                 _end_with_error(span, message)
                 failed.append((row["position"], message))
+                producer_spoilt = True
                 continue
             except BaseException as error:
                 for _, pending in rejected[index:]:
@@ -270,8 +273,13 @@ class OutboxRelay:
             span.end()
             sent.append(row["position"])
             metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+        if producer_spoilt:
+            await self._replace_producer()
         return failed
 
+    async def _replace_producer(self) -> None:
+        if self._renew_producer is not None:
+            self.producer = await self._renew_producer()
 
 def _end_with_error(span: Span, message: str) -> None:
     span.set_status(Status(StatusCode.ERROR, message))
