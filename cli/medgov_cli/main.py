@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
-from medgov_cli.output import report_console
+from medgov_cli.output import report_console, result_console
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
 from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
@@ -272,7 +272,8 @@ def dlq_show(topic: Annotated[str, typer.Argument(help="Dead-letter topic, e.g. 
     from medgov_cli.dlq import show
 
     try:
-        asyncio.run(show(topic, console))
+        # The table is the command's result, so it goes to standard output, where `> file` catches it.
+        asyncio.run(show(topic, result_console()))
     except (BrokerUnavailable, LookupError) as error:
         fail(str(error))
     except ValidationError as error:

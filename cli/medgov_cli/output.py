@@ -1,4 +1,4 @@
-"""The console the CLI prints tables and messages on."""
+"""The consoles the CLI prints on: results on standard output, messages and reports on standard error."""
 
 import sys
 
@@ -14,3 +14,10 @@ def report_console() -> Console:
     if sys.stderr.isatty():
         return Console(stderr=True)
     return Console(stderr=True, width=160)
+
+
+def result_console() -> Console:
+    """Return a console on standard output for a command's results, 160 columns wide when it is no terminal."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=160)

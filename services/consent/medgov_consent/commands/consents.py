@@ -147,7 +147,7 @@ async def _announce_recorded(
     for held in change.not_applied:
         context.log.warning(
             "parked revocation not applied: another hospital recorded the consent", consent_id=held.consent_id,
-            recorded_by=change.record.institution_id, revoked_by=held.institution_id, parked_effective_at=held.effective_at,
+            recorded_by=change.record.institution_id, revoked_by=held.institution_id, parked_effective_at=held.effective_at.isoformat(),
         )
     if change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED):
         await _emit_granted(context, request.subject, change.record)
