@@ -17,6 +17,9 @@ from medgov_grants.settings import GrantsSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
+# Seconds between the load-fund job's runs, which also catch up journal entries another instance appended.
+FUND_CHECK_INTERVAL_S = 60.0
+
 # The identity recorded for the allocation the service makes by itself at start.
 SYSTEM_ACTOR = Actor(subject="medgov-grants", roles=frozenset({"fund_admin"}))
 
@@ -42,7 +45,12 @@ def build_service(
         split = policy.fund.model_dump(mode="json")
         await fund.run_command(context, "allocate", {"split": split}, SYSTEM_ACTOR)
 
-    jobs = []
+    async def load_fund(context: HandlerContext) -> None:
+        # The fund is rebuilt when the service starts instead of at its first input, so a
+        # long replay happens (and is logged) at start. Later runs only read new journal entries.
+        await fund.read(context.connection, lambda _: None)
+
+    jobs = [PeriodicJob("load-fund", FUND_CHECK_INTERVAL_S, load_fund)]
     if settings.allocate_on_start:
         jobs.append(PeriodicJob("allocate-fund", settings.allocation_check_interval_s, allocate_configured_fund))
 

@@ -366,6 +366,24 @@ async def test_restart_rebuilds_state_from_journal(grants_settings, input_topics
     assert allocations == 1
 
 
+async def test_restart_rebuilds_fund_before_any_input(grants_settings, input_topics, token) -> None:  # type: ignore[no-untyped-def]
+    settings = grants_settings()
+    vendor = token("applicant", institution="vendor-lunapath")
+    async with running(build_service(settings, consumes=input_topics.names)) as service:
+        await wait_for_allocation(service)
+        async with http_client(service) as client:
+            submitted = await client.post("/tool-grants/applications", json=tool_application(1), headers=vendor)
+        assert submitted.status_code == 201, submitted.text
+
+    restarted_funds = build_fund_service(settings)
+    async with running(build_service(settings, consumes=input_topics.names, fund_service=restarted_funds)):
+        # Nothing is sent or asked: the load-fund job rebuilds the fund by itself.
+        await wait_until(lambda: restarted_funds.last_rebuild is not None, timeout_s=20, message="fund rebuilt at start")
+
+    assert restarted_funds.last_rebuild is not None
+    assert restarted_funds.last_rebuild.replayed_entries == 2
+
+
 def tool_application(number: int) -> dict[str, object]:
     return {"application_id": f"tga-snap-{number}", "vendor_id": "vendor-lunapath", "title": f"Tool {number}",
             "requested_krw": 10_000_000}
