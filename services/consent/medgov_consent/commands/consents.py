@@ -144,10 +144,11 @@ async def _announce_recorded(
     subject is known to belong to no dataset, which leaves nothing to re-check.
     """
     context = request.context
-    for held in change.not_applied:
+    for parked in change.not_applied:
         context.log.warning(
-            "parked revocation not applied: another hospital recorded the consent", consent_id=held.consent_id,
-            recorded_by=change.record.institution_id, revoked_by=held.institution_id, parked_effective_at=held.effective_at.isoformat(),
+            "parked revocation not applied: another hospital recorded the consent", consent_id=parked.consent_id,
+            recorded_by=change.record.institution_id, revoked_by=parked.institution_id,
+            parked_effective_at=parked.effective_at.isoformat(),
         )
     if change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED):
         await _emit_granted(context, request.subject, change.record)

@@ -46,11 +46,11 @@ async def load_subject_grants(connection: asyncpg.Connection, subject: str) -> S
 
 async def load_subjects_grants(connection: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, SubjectGrants]:
     """Read the grants view of every one of `subjects` with four statements in all."""
-    wanted = sorted(set(subjects))
-    members = await projections.datasets_of_subjects(connection, wanted)
+    subject_ids = sorted(set(subjects))
+    members = await projections.datasets_of_subjects(connection, subject_ids)
     if not members:
         # Nothing to exclude these subjects from or re-check, so the other reads are skipped.
-        return {subject: SubjectGrants([], {}, [], frozenset()) for subject in wanted}
+        return {subject: SubjectGrants([], {}, [], frozenset()) for subject in subject_ids}
     dataset_ids = sorted({dataset_id for ids in members.values() for dataset_id in ids})
     terms = await projections.dataset_terms(connection, dataset_ids)
     grants_by_dataset: dict[str, list[GrantView]] = {}
@@ -58,7 +58,7 @@ async def load_subjects_grants(connection: asyncpg.Connection, subjects: Iterabl
         grants_by_dataset.setdefault(grant.dataset_id, []).append(grant)
     requested = await exclusions.requested_by_subject(connection, list(members))
     views = {}
-    for subject in wanted:
+    for subject in subject_ids:
         ids = members.get(subject, [])
         views[subject] = SubjectGrants(
             ids,

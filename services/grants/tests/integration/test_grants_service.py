@@ -370,10 +370,7 @@ async def test_restart_rebuilds_fund_before_any_input(grants_settings, input_top
     settings = grants_settings()
     vendor = token("applicant", institution="vendor-lunapath")
     async with running(build_service(settings, consumes=input_topics.names)) as service:
-        await wait_for_allocation(service)
-        async with http_client(service) as client:
-            submitted = await client.post("/tool-grants/applications", json=tool_application(1), headers=vendor)
-        assert submitted.status_code == 201, submitted.text
+        await submit_first_application(service, vendor)
 
     restarted_funds = build_fund_service(settings)
     async with running(build_service(settings, consumes=input_topics.names, fund_service=restarted_funds)):
@@ -382,6 +379,14 @@ async def test_restart_rebuilds_fund_before_any_input(grants_settings, input_top
 
     assert restarted_funds.last_rebuild is not None
     assert restarted_funds.last_rebuild.replayed_entries == 2
+
+
+async def submit_first_application(service, vendor) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the fund's allocation, then submit tool application 1."""
+    await wait_for_allocation(service)
+    async with http_client(service) as client:
+        submitted = await client.post("/tool-grants/applications", json=tool_application(1), headers=vendor)
+    assert submitted.status_code == 201, submitted.text
 
 
 def tool_application(number: int) -> dict[str, object]:
@@ -423,10 +428,7 @@ async def test_snapshot_disagreeing_with_ledger_ignored(grants_settings, input_t
     settings = grants_settings(snapshot_every_inputs=1)
     vendor = token("applicant", institution="vendor-lunapath")
     async with running(build_service(settings, consumes=input_topics.names)) as service:
-        await wait_for_allocation(service)
-        async with http_client(service) as client:
-            submitted = await client.post("/tool-grants/applications", json=tool_application(1), headers=vendor)
-        assert submitted.status_code == 201, submitted.text
+        await submit_first_application(service, vendor)
         # An empty fund claimed as of the last entry: it lacks the allocation's posting.
         empty = dump_fund(Fund(build_fund_service(settings).configured_policy))
         await service.pool.execute(
