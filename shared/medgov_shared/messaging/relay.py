@@ -226,9 +226,7 @@ class OutboxRelay:
                 for _, pending in rejected:
                     _end_with_error(pending, describe_error(error))
                 raise
-            span.end()
-            sent.append(row["position"])
-            metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+            self._published(row, span, sent)
         failed = await self._send_alone(rejected, sent)
         return sent, failed
 
@@ -270,12 +268,16 @@ class OutboxRelay:
                 for _, pending in rejected[index:]:
                     _end_with_error(pending, describe_error(error))
                 raise
-            span.end()
-            sent.append(row["position"])
-            metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
+            self._published(row, span, sent)
         if producer_spoilt:
             await self._replace_producer()
         return failed
+
+    def _published(self, row: asyncpg.Record, span: Span, sent: list[int]) -> None:
+        """Record that the broker acknowledged `row`: end its span, add its position to `sent`, count it."""
+        span.end()
+        sent.append(row["position"])
+        metrics.OUTBOX_PUBLISHED.labels(self.service, row["topic"]).inc()
 
     async def _replace_producer(self) -> None:
         if self._renew_producer is not None:

@@ -17,9 +17,10 @@ from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.observability.metrics import REVOCATION_FANOUT_SECONDS
 
-from medgov_consent.commands.exclusions import LockedSubject, fan_out, fan_out_many, load_subjects_grants
+from medgov_consent.commands.exclusions import LockedSubject, fan_out, fan_out_many, load_subject_grants, load_subjects_grants
 from medgov_consent.commands.recheck import recheck_subject, recheck_subjects
 from medgov_consent.domain.errors import ConsentRejected, NotConsentRecorder, RejectionReason
+from medgov_consent.domain.fanout import PlannedExclusion
 from medgov_consent.domain.history import (
     AppliedRevocation,
     Channel,
@@ -98,7 +99,7 @@ async def record_consents(requests: Sequence[ConsentToRecord], acknowledge_withi
     """
     if not requests:
         return []
-    loaded = await _lock_distinct_subjects(requests, "record_consents")
+    loaded = await _lock_subjects(requests[0].context, [request.subject for request in requests])
     connection, now = requests[0].context.connection, requests[0].context.now()
     in_datasets = await projections.subjects_in_datasets(connection, list(loaded))
     changes = []
@@ -155,9 +156,15 @@ async def _announce_recorded(
     for applied in change.applied:
         await _emit_revoked(context, after, applied)
 
-    planned = await fan_out(context, after, acknowledge_within) if change.applied else []
-    if change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED) and in_a_dataset:
-        await recheck_subject(context, after)
+    rechecked = change.kind in (ChangeKind.RECORDED, ChangeKind.UPDATED) and in_a_dataset
+    planned: list[PlannedExclusion] = []
+    if change.applied or rechecked:
+        # Read once for both the fan-out and the re-check, which look at the same grants.
+        view = await load_subject_grants(context.connection, request.subject)
+        if change.applied:
+            planned = await fan_out(context, after, acknowledge_within, view=view)
+        if rechecked:
+            await recheck_subject(context, after, view=view.with_requested(planned))
     return ConsentOutcome(request.consent_id, change.kind, len(change.applied), len(planned))
 
 
@@ -189,7 +196,7 @@ async def revoke_many(requests: Sequence[RevocationToRecord], acknowledge_within
     """
     if not requests:
         return []
-    loaded = await _lock_distinct_subjects(requests, "revoke_many")
+    loaded = await _lock_subjects(requests[0].context, [request.subject for request in requests])
     connection, now = requests[0].context.connection, requests[0].context.now()
     changes = []
     for request in requests:
@@ -268,22 +275,20 @@ async def revoke_everything(
     return outcomes
 
 
-async def _lock_distinct_subjects(
-    requests: Sequence[ConsentToRecord] | Sequence[RevocationToRecord], operation: str
-) -> dict[str, ConsentHistory]:
-    """Lock the subjects of `requests` with one statement and return each one's history, in the order of `requests`.
+async def _lock_subjects(context: HandlerContext, subjects: Sequence[str]) -> dict[str, ConsentHistory]:
+    """Lock `subjects` with one statement and return each one's history.
 
     Raise ValueError when a subject appears twice, because its changes must
     apply in order, one at a time, and ConsentRejected for another region's subject.
     """
-    subjects = [request.subject for request in requests]
     if len(set(subjects)) != len(subjects):
-        raise ValueError(f"{operation} takes each subject once; apply repeated subjects one at a time")
-    for request in requests:
-        _require_local_subject(request.context, request.subject)
-    connection, now = requests[0].context.connection, requests[0].context.now()
-    created = await histories.lock_subjects(connection, subjects, now)
-    loaded = await histories.load_histories(connection, [subject for subject in subjects if not created[subject]])
+        raise ValueError("a batch takes each subject once; apply repeated subjects one at a time")
+    for subject in subjects:
+        _require_local_subject(context, subject)
+    created = await histories.lock_subjects(context.connection, subjects, context.now())
+    # Consents, revocations and parked revocations all reference the subject's
+    # row, so a subject whose row was just created has none to load.
+    loaded = await histories.load_histories(context.connection, [subject for subject in subjects if not created[subject]])
     return {subject: loaded.get(subject) or ConsentHistory(subject=subject) for subject in subjects}
 
 
@@ -300,13 +305,7 @@ def _require_local_subject(context: HandlerContext, subject: str) -> None:
 
 
 async def _locked_history(context: HandlerContext, subject: str) -> ConsentHistory:
-    _require_local_subject(context, subject)
-    created = await histories.lock_subject(context.connection, subject, context.now())
-    if created:
-        # Consents, revocations and parked revocations all reference the
-        # subject's row, so a subject whose row was just created has none.
-        return ConsentHistory(subject=subject)
-    return await histories.load_history(context.connection, subject)
+    return (await _lock_subjects(context, [subject]))[subject]
 
 
 async def _emit_granted(context: HandlerContext, subject: str, record: ConsentRecord) -> None:

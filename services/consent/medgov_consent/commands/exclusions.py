@@ -47,6 +47,9 @@ async def load_subject_grants(connection: asyncpg.Connection, subject: str) -> S
 async def load_subjects_grants(connection: asyncpg.Connection, subjects: Iterable[str]) -> dict[str, SubjectGrants]:
     """Read the grants view of every one of `subjects` with four statements in all."""
     subject_ids = sorted(set(subjects))
+    if not subject_ids:
+        # A batch whose revocations were all parked or repeated reads nothing.
+        return {}
     members = await projections.datasets_of_subjects(connection, subject_ids)
     if not members:
         # Nothing to exclude these subjects from or re-check, so the other reads are skipped.
