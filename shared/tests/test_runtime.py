@@ -360,7 +360,7 @@ async def test_outbox_rows_flushed_during_batch_keep_order(infra, toy_topic, ech
     assert letters == 1
 
 
-async def test_batch_handler_emitting_past_the_bound_inserts_in_order(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
+async def test_batch_flush_keeps_emission_order(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
     """A batch handler's own events are inserted every two rows while it runs, and all of them once, in order."""
     monkeypatch.setattr(handler_context, "OUTBOX_FLUSH_ROWS", 2)
     names = [f"g-{index}" for index in range(7)]

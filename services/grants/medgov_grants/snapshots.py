@@ -98,7 +98,7 @@ def _load(state: bytes) -> object:
             for dataset in pickle.load(stream):  # noqa: S301
                 datasets[dataset.dataset_id] = dataset
     if stream.read(1):
-        raise ValueError("snapshot holds more than the fund it describes")
+        raise ValueError("snapshot contains data after the fund it describes")
     return fund
 
 

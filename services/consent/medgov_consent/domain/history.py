@@ -111,9 +111,9 @@ class ChangeKind(StrEnum):
 class ConsentChange:
     """The outcome of recording a consent.
 
-    `applied` lists the parked revocations that took effect with it, and
-    `not_applied` those parked for its id by a hospital other than the one
-    that recorded it; they stay parked and never take effect.
+    `applied` lists the parked revocations that took effect with it.
+    `not_applied` lists those parked for its id by a hospital other than the
+    one that recorded it. They stay parked and never take effect.
     """
 
     kind: ChangeKind

@@ -44,7 +44,7 @@ async def record_consents(service: Service, scenario: Scenario, subjects: list[s
     return consent_ids
 
 
-async def test_revoke_many_applies_parks_and_fans_out_each_subject(
+async def test_revoke_many_fans_out_each_subject(
     service: Service, publisher: Publisher, topics: Any, clock: ManualClock, jwt_secret: str, sample_data: Path
 ) -> None:
     scenario = Scenario(publisher, topics, subjects=tuple(new_subject() for _ in range(4)))
@@ -88,7 +88,7 @@ async def test_revoke_many_applies_parks_and_fans_out_each_subject(
     assert await pool.fetchval("SELECT count(*) FROM exclusions WHERE subject = ANY($1::text[])", consenting) == 3
 
 
-async def test_revoke_many_refuses_a_repeated_subject_and_another_hospitals_consent(
+async def test_revoke_many_rejects_repeat_and_foreign(
     service: Service, publisher: Publisher, topics: Any, jwt_secret: str, sample_data: Path
 ) -> None:
     scenario = Scenario(publisher, topics)
@@ -114,7 +114,7 @@ async def test_revoke_many_refuses_a_repeated_subject_and_another_hospitals_cons
     assert await service.pool.fetchval("SELECT count(*) FROM revocations WHERE subject = ANY($1::text[])", [subject, other]) == 0
 
 
-async def test_revocations_sent_together_apply_and_a_foreign_one_is_dead_lettered(
+async def test_batched_revocations_dead_letter_foreign_one(
     inbound_service: Service, publisher: Publisher, topics: Any, jwt_secret: str, sample_data: Path
 ) -> None:
     scenario = Scenario(publisher, topics, subjects=tuple(new_subject() for _ in range(5)))
