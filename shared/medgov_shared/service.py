@@ -7,6 +7,7 @@ lifespan starts and stops everything in order.
 
 import asyncio
 import contextlib
+import gc
 import sys
 import time
 import uuid
@@ -415,8 +416,26 @@ def run(service: Service) -> None:
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
     ))
     service.on_task_failure = lambda: setattr(server, "should_exit", True)
+    tune_garbage_collector(settings.gc_threshold)
     server.run()
     log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - started, 1),
              failed_tasks=dict(service.task_failures) or None)
     if service.task_failures:
         sys.exit(1)
+
+
+def tune_garbage_collector(threshold: int) -> None:
+    """Collect garbage less often, and leave the objects made at start out of every later collection.
+
+    Python collects its youngest generation after 700 new container objects,
+    and each full collection walks every module, class and schema loaded at
+    start. In the RecordConsent benchmark (bench/run.py) py-spy --native found
+    the collector in a fifth of the consent service's samples; see ADR 0030.
+    """
+    if threshold == 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, older, oldest)
+    log.info("garbage collector tuned", threshold=threshold, frozen_objects=gc.get_freeze_count())

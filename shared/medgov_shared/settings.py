@@ -66,6 +66,12 @@ class ServiceSettings(BaseSettings):
         "endpoints only.",
     )
     kafka_group_id: str | None = Field(default=None, description="Consumer group; defaults to medgov-<service>.")
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="New container objects that start a collection of Python's youngest garbage generation "
+        "(Python's default is 700). 0 keeps Python's setting and does not freeze the objects made at start.",
+    )
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
