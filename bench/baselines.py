@@ -158,7 +158,7 @@ def peak_rss_mb() -> float:
 
 def _parse(record: ConsumerRecord) -> tuple[Envelope, object]:
     envelope = Envelope.from_json(record.value)
-    return envelope, parse_payload(envelope)
+    return envelope, parse_payload(envelope, from_json=True)
 
 
 async def _prepare_database(database_url: str | None) -> asyncpg.Pool:

@@ -235,6 +235,37 @@ def test_envelope_rejects_naive_time():
     assert "time" in str(error.value)
 
 
+@pytest.mark.timesensitive
+def test_payload_from_json_naive_time_rejected():
+    raw = json.loads(wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu").to_json())
+    raw["data"]["effective_at"] = "2026-12-05T10:00:00"
+    envelope = Envelope.from_json(json.dumps(raw))
+
+    with pytest.raises(ValidationError) as error:
+        parse_payload(envelope, from_json=True)
+
+    assert "effective_at" in str(error.value)
+
+
+@pytest.mark.timesensitive
+def test_payload_from_json_rrn_rejected():
+    raw = json.loads(wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu").to_json())
+    raw["data"]["note"] = "환자 850101-1234567"
+    envelope = Envelope.from_json(json.dumps(raw))
+
+    with pytest.raises(ValidationError, match="resident registration number"):
+        parse_payload(envelope, from_json=True)
+
+
+@pytest.mark.timesensitive
+def test_payload_built_in_python_naive_object_rejected():
+    envelope = wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu")
+    built = envelope.model_copy(update={"data": {**envelope.data, "note": {"seen_at": datetime(2026, 12, 5, 10, 0)}}})
+
+    with pytest.raises(ValidationError, match=r"field 'note\.seen_at' is a naive datetime"):
+        parse_payload(built)
+
+
 def test_unknown_event_type_reported():
     envelope = wrap(ConsentRevoked.model_validate(revoked()), source="medgov/consent", region="daegu")
     renamed = envelope.model_copy(update={"type": "SomethingNew"})

@@ -2,9 +2,12 @@
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from medgov_shared.contracts.guards import reject_naive_datetimes, reject_personal_data
+
+# Validation context key set by parse_payload for data parsed from JSON text.
+FROM_JSON = "medgov_from_json"
 
 
 class EventPayload(BaseModel):
@@ -24,9 +27,12 @@ class EventPayload(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _reject_direct_identifiers(cls, data: Any) -> Any:
+    def _reject_direct_identifiers(cls, data: Any, info: ValidationInfo) -> Any:
         reject_personal_data(data)
-        reject_naive_datetimes(data)
+        # Data parsed from JSON text contain strings, never datetime objects, and
+        # the payload's own datetime fields reject a time without a zone.
+        if not (info.context or {}).get(FROM_JSON):
+            reject_naive_datetimes(data)
         return data
 
     @classmethod

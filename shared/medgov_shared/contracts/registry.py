@@ -10,7 +10,7 @@ from functools import cache
 
 from pydantic import ValidationError
 
-from medgov_shared.contracts.base import EventPayload
+from medgov_shared.contracts.base import FROM_JSON, EventPayload
 from medgov_shared.contracts.envelope import Envelope
 from medgov_shared.contracts.events import catalog, consent, grants, inbound, review
 from medgov_shared.contracts.institutions import all_institutions
@@ -135,14 +135,16 @@ def payload_class(event_type: str, version: int = 1) -> type[EventPayload]:
         raise UnknownEventType(f"unknown event type {event_type!r} version {version}") from None
 
 
-def parse_payload(envelope: Envelope) -> EventPayload:
+def parse_payload(envelope: Envelope, *, from_json: bool = False) -> EventPayload:
     """Validate the envelope's data against the class its type and dataschema name.
 
-    Raises UnknownEventType for a type this build does not know (consumers skip
-    those with a metric) and pydantic's ValidationError for invalid data.
+    `from_json` says that the envelope was parsed from JSON text, so its data
+    hold no datetime objects to check for a missing time zone. Raises
+    UnknownEventType for a type this build does not know (consumers skip those
+    with a metric) and pydantic's ValidationError for invalid data.
     """
     cls = payload_class(envelope.type, envelope.schema_version)
-    return cls.model_validate(envelope.data)
+    return cls.model_validate(envelope.data, context={FROM_JSON: True} if from_json else None)
 
 
 __all__ = [

@@ -582,7 +582,7 @@ class EventConsumer:
                 1,
             )
         try:
-            payload = parse_payload(envelope)
+            payload = parse_payload(envelope, from_json=True)
         except UnknownEventType:
             return envelope, None, None
         except ValidationError as error:
