@@ -107,18 +107,24 @@ def _detect_text_format(path: Path, name: str, head: bytes) -> FileFormat:
             RejectionReason.NOT_FHIR,
             f"'{name}' is a JSON array; FHIR JSON is one resource per file, or NDJSON with one resource per line",
         )
+    named_format = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if named_format is not None:
+        # The name says JSON or NDJSON, so the JSON reader reports the line and
+        # position where the content stops being JSON.
+        return named_format
     raise FileRejected(
         RejectionReason.UNKNOWN_FORMAT,
         f"'{name}' is neither DICOM (no 'DICM' marker at byte 128) nor FHIR JSON or NDJSON",
     )
 
 
+_FORMAT_OF_SUFFIX = {".ndjson": FileFormat.FHIR_NDJSON, ".jsonl": FileFormat.FHIR_NDJSON, ".json": FileFormat.FHIR_JSON}
+
+
 def _json_or_ndjson(path: Path) -> FileFormat:
-    suffix = path.suffix.lower()
-    if suffix in (".ndjson", ".jsonl"):
-        return FileFormat.FHIR_NDJSON
-    if suffix == ".json":
-        return FileFormat.FHIR_JSON
+    named_format = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if named_format is not None:
+        return named_format
     return FileFormat.FHIR_NDJSON if _has_second_json_line(path) else FileFormat.FHIR_JSON
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from medgov_catalog.domain.extract_fhir import read_fhir_json, read_fhir_ndjson
 from medgov_catalog.domain.files import FileFormat, FileLimits, LimitedFileWriter, detect_format, store_stream
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
 
@@ -63,6 +64,27 @@ def test_bad_content_rejected_with_reason(tmp_path, content, reason, words):
     assert rejection.reason == reason
     assert words in rejection.detail
     assert "'upload.bin'" in rejection.detail
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where"),
+    [
+        ("export.ndjson", b'patient 1 consented\n{"resourceType": "Patient"}\n', "' line 1: invalid JSON at"),
+        ("export.jsonl", b'# header\n{"resourceType": "Patient"}\n', "' line 1: invalid JSON at"),
+        ("study.json", b"resourceType=ImagingStudy", "': invalid JSON at line 1"),
+    ],
+)
+def test_json_name_bad_text_reports_json_error(tmp_path, name, content, where):
+    path = tmp_path / name
+    path.write_bytes(content)
+    file_format = detect_format(path, name)
+    reader = read_fhir_ndjson if file_format == FileFormat.FHIR_NDJSON else read_fhir_json
+
+    with pytest.raises(FileRejected) as raised:
+        reader(path, name, FileLimits())
+
+    assert raised.value.reason == RejectionReason.INVALID_JSON
+    assert f"'{name}{where}" in raised.value.detail
 
 
 def test_truncated_preamble_is_unknown_format(tmp_path, sample_data):
