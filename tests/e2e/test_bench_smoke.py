@@ -16,7 +16,7 @@ import pytest
 
 from bench.gate import check
 from medgov_shared.testing.infrastructure import REPO_ROOT, Infrastructure
-from medgov_shared.testing.services import free_port
+from medgov_shared.testing.services import free_port_block
 
 SMOKE_ARGS = [
     "--events", "1000",
@@ -65,8 +65,9 @@ def test_quick_bench_finds_nothing_lost(infra: Infrastructure, sample_data: Path
     }
     # Its own ports and state folder: a run stops its private pair when it ends,
     # so sharing the default pair with a `make bench` in progress would stop that run's broker.
+    first_port = free_port_block(4)  # below the ephemeral range, as in test_chaos_small
     private = ["--private-state", str(tmp_path / "infrastructure"),
-               "--private-ports", ",".join(str(free_port()) for _ in range(4))]
+               "--private-ports", ",".join(str(first_port + index) for index in range(4))]
     result = subprocess.run(
         [sys.executable, "bench/run.py", *SMOKE_ARGS, *private, "--output", str(tmp_path)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,

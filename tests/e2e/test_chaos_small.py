@@ -20,7 +20,7 @@ import pytest
 
 from medgov_shared.contracts.events.inbound import RecordConsent, RegisterDataset, RevokeConsent, SubmitApplication
 from medgov_shared.testing.infrastructure import REPO_ROOT, Infrastructure
-from medgov_shared.testing.services import free_port
+from medgov_shared.testing.services import free_port_block
 
 from medgov_cli.chaos import ChaosConfig, run
 from medgov_cli.chaos.faults import LAST_FAULT_AT, FaultKind, plan_faults
@@ -38,7 +38,10 @@ EVENTS = 1500
 def chaos_infrastructure(infra: Infrastructure) -> Iterator[ChaosInfrastructure]:
     (REPO_ROOT / "var").mkdir(exist_ok=True)
     var_dir = Path(tempfile.mkdtemp(prefix="chaos-test-", dir=REPO_ROOT / "var"))
-    ports = {variable: str(free_port()) for variable in PRIVATE_PORTS}
+    # Below the kernel's ephemeral range (32768 and up), where a client's outgoing
+    # connection could take a port between this choice and the broker's bind.
+    first = free_port_block(len(PRIVATE_PORTS))
+    ports = {variable: str(first + index) for index, variable in enumerate(PRIVATE_PORTS)}
     with contextlib.ExitStack() as stack:
         try:
             infrastructure = stack.enter_context(private_pair(var_dir, ports, remove_state=True))
