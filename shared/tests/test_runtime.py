@@ -7,13 +7,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry import context as otel_context
 
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging import dlq
+from medgov_shared.messaging import relay as relay_module
 from medgov_shared.messaging.context import BatchableHandler, RejectEvent
+from medgov_shared.observability.tracing import context_from_headers
 from medgov_shared.service import Service
 from medgov_shared.testing.fixtures import new_database_name
 from medgov_shared.testing.services import running, topic_tag, unique_name, wait_until
@@ -209,6 +212,27 @@ async def test_relay_in_a_process_of_its_own(infra, toy_topic, toy_settings):
     assert orjson.loads(records[0].value)["data"]["consent_id"] == "split-0"
     assert set(checks) == {"database", "kafka", "relay"}
     assert {"/healthz", "/readyz", "/metrics"} <= routes
+
+
+async def test_relay_forwards_trace_context_unrecorded(infra, toy_topic, toy_settings, monkeypatch):
+    """With no span recorded, an event goes out with the trace context it was emitted in, or a new one."""
+    monkeypatch.setattr(relay_module, "spans_recorded", lambda: False)
+    emitted_in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    async with running(build_toy(toy_settings, [toy_topic])) as service:
+        token = otel_context.attach(context_from_headers({"traceparent": emitted_in}))
+        try:
+            async with service.unit_of_work() as unit:
+                await unit.emit(revocation("traced"), topic=toy_topic)
+        finally:
+            otel_context.detach(token)
+        async with service.unit_of_work() as unit:
+            await unit.emit(revocation("untraced"), topic=toy_topic)
+        records = await read_all(infra.kafka_bootstrap_servers, toy_topic, expected=2)
+
+    headers = {orjson.loads(record.value)["data"]["consent_id"]: dict(record.headers) for record in records}
+    assert headers["traced"]["traceparent"] == emitted_in.encode()
+    new_trace_id = headers["untraced"]["traceparent"].decode().split("-")[1]
+    assert new_trace_id not in (emitted_in.split("-")[1], "0" * 32)
 
 
 async def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:

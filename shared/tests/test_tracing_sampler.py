@@ -14,7 +14,9 @@ import pytest
 START_SPANS = """
 import json
 from opentelemetry import trace
-from medgov_shared.observability.tracing import configure_tracing, context_from_headers, headers_of_span, tracer
+from medgov_shared.observability.tracing import (
+    configure_tracing, context_from_headers, headers_of_span, spans_recorded, tracer,
+)
 
 configure_tracing("consent", None)
 incoming = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
@@ -25,6 +27,7 @@ print(json.dumps({
     "child_headers": headers_of_span(child),
     "root_recording": root.is_recording(),
     "root_valid": root.get_span_context().is_valid,
+    "spans_recorded": spans_recorded(),
 }))
 """
 
@@ -44,6 +47,7 @@ def test_no_endpoint_spans_not_recorded() -> None:
     assert spans["child_recording"] is False
     assert spans["root_recording"] is False
     assert spans["root_valid"] is True
+    assert spans["spans_recorded"] is False
     trace_id, flags = spans["child_headers"]["traceparent"].split("-")[1::2]
     assert trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert flags == "00"
@@ -55,4 +59,5 @@ def test_named_sampler_records_spans(sampler: str) -> None:
 
     assert spans["child_recording"] is True
     assert spans["root_recording"] is True
+    assert spans["spans_recorded"] is True
     assert spans["child_headers"]["traceparent"].endswith("-01")

@@ -18,12 +18,12 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_error
 from medgov_shared.observability import metrics
 from medgov_shared.observability.logging import OutageLog
-from medgov_shared.observability.tracing import context_from_headers, headers_of_span, tracer
+from medgov_shared.observability.tracing import context_from_headers, headers_of_span, spans_recorded, tracer
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)
@@ -192,15 +192,12 @@ class OutboxRelay:
     async def _send(self, rows: list[asyncpg.Record]) -> tuple[list[int], list[tuple[int, str]]]:
         """Publish `rows`; return the positions the broker acknowledged, and those it rejected as too large with the reason."""
         deliveries = []
+        recorded = spans_recorded()
         for row in rows:
-            # One span per event, from the hand-over to the broker's acknowledgement. It is
-            # not made the current span, which would cost a context switch in and out per row.
-            span = _tracer.start_span(
-                f"{row['topic']} publish {row['event_type']}", context=context_from_headers(row["headers"] or {}),
-                kind=SpanKind.PRODUCER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"],
-                            "messaging.message.id": str(row["event_id"])},
-            )
+            # Without recording, an event keeps the trace context of the handler that
+            # emitted it. One emitted outside any trace gets a new trace id from a span.
+            forwarded = not recorded and "traceparent" in (row["headers"] or {})
+            span = INVALID_SPAN if forwarded else _publish_span(row)
             try:
                 future = await self._hand_over(row, span)
             except BaseException:
@@ -231,8 +228,9 @@ class OutboxRelay:
         return sent, failed
 
     async def _hand_over(self, row: asyncpg.Record, span: Span) -> "asyncio.Future[Any]":
+        trace_headers = row["headers"] if span is INVALID_SPAN else headers_of_span(span)
         headers = [(_CONTENT_TYPE, _CLOUDEVENTS_JSON)]
-        headers += [(name, value.encode()) for name, value in headers_of_span(span).items()]
+        headers += [(name, value.encode()) for name, value in trace_headers.items()]
         return await self.producer.send(row["topic"], value=bytes(row["value"]), key=row["key"].encode(), headers=headers)
 
     async def _send_alone(self, rejected: list[tuple[asyncpg.Record, Span]], sent: list[int]) -> list[tuple[int, str]]:
@@ -282,6 +280,17 @@ class OutboxRelay:
     async def _replace_producer(self) -> None:
         if self._renew_producer is not None:
             self.producer = await self._renew_producer()
+
+def _publish_span(row: asyncpg.Record) -> Span:
+    # One span per event, from the hand-over to the broker's acknowledgement. It is
+    # not made the current span, which would cost a context switch in and out per row.
+    return _tracer.start_span(
+        f"{row['topic']} publish {row['event_type']}", context=context_from_headers(row["headers"] or {}),
+        kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"],
+                    "messaging.message.id": str(row["event_id"])},
+    )
+
 
 def _end_with_error(span: Span, message: str) -> None:
     span.set_status(Status(StatusCode.ERROR, message))

@@ -37,6 +37,12 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
     trace.set_tracer_provider(provider)
 
 
+def spans_recorded() -> bool:
+    """Tell whether spans may be recorded: False once `configure_tracing` installed a provider that records none."""
+    provider = trace.get_tracer_provider()
+    return not (isinstance(provider, TracerProvider) and provider.sampler is ALWAYS_OFF)
+
+
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
