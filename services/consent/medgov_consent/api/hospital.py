@@ -18,7 +18,7 @@ from medgov_shared.web.auth import Principal, require_roles
 
 from medgov_consent.api.common import hospital_of, reject, settings_of, unit_of_work
 from medgov_consent.commands import consents
-from medgov_consent.domain.fhir_consent import read_fhir_consent, read_fhir_consent_xml
+from medgov_consent.domain.fhir_consent import parse_fhir_consent_xml, read_fhir_consent, reject_direct_identifiers
 from medgov_consent.domain.history import Revocation
 from medgov_consent.domain.policy import ConsentPolicy
 from medgov_consent.domain.scope import validate_scope
@@ -52,6 +52,7 @@ async def record_fhir_consent(request: Request, body: FhirConsentUpload, princip
     route = "POST /v1/hospital/consents"
     institution_id = hospital_of(principal, route)
     async with unit_of_work(request, route) as context:
+        reject_direct_identifiers(body.fhir_consent)
         policy = read_fhir_consent(body.fhir_consent)
         return await _record(request, context, body.subject, body.consent_id, institution_id, policy)
 
@@ -79,7 +80,9 @@ async def record_fhir_consent_xml(
         )
     document = await _read_xml_body(request, route)
     async with unit_of_work(request, route) as context:
-        policy = read_fhir_consent_xml(document)
+        resource = parse_fhir_consent_xml(document)
+        reject_direct_identifiers(resource)
+        policy = read_fhir_consent(resource)
         return await _record(request, context, subject, consent_id, institution_id, policy)
 
 

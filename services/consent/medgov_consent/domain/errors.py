@@ -16,6 +16,7 @@ class RejectionReason(StrEnum):
     NO_USABLE_SCOPE = "no_usable_scope"
     CONSENT_ID_TAKEN = "consent_id_taken"
     OTHER_REGION = "subject_of_other_region"
+    PERSONAL_DATA = "personal_data"
 
 
 class ConsentDomainError(Exception):

@@ -35,6 +35,7 @@ from fhir.resources.R4B.period import Period as FhirPeriod
 from fhir.resources.R4B.reference import Reference
 from pydantic import ValidationError
 
+from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.institutions import all_institutions
 
 from medgov_consent.domain import duo
@@ -77,11 +78,27 @@ def read_fhir_consent_xml(
     local_zone: tzinfo = KOREA_STANDARD_TIME,
 ) -> ConsentPolicy:
     """Read a FHIR R4 Consent given as FHIR XML; raise ConsentRejected if it cannot be used."""
+    return read_fhir_consent(parse_fhir_consent_xml(document), institution_ids=institution_ids, local_zone=local_zone)
+
+
+def parse_fhir_consent_xml(document: bytes | str) -> dict[str, Any]:
+    """Return the FHIR JSON form of a resource given as FHIR XML; raise ConsentRejected when the XML is malformed."""
     try:
-        resource = parse_fhir_xml(document)
+        return parse_fhir_xml(document)
     except FhirXmlError as error:
         raise ConsentRejected(RejectionReason.MALFORMED_FHIR, str(error)) from error
-    return read_fhir_consent(resource, institution_ids=institution_ids, local_zone=local_zone)
+
+
+def reject_direct_identifiers(resource: Mapping[str, Any]) -> None:
+    """Raise ConsentRejected if the resource holds a resident registration number or a raw patient identifier field.
+
+    A RecordConsent from Kafka gets this check from its payload model, so
+    only the HTTP routes call it.
+    """
+    try:
+        reject_personal_data(resource, "fhir_consent")
+    except PersonalDataError as error:
+        raise ConsentRejected(RejectionReason.PERSONAL_DATA, str(error)) from error
 
 
 def _validate(resource: Mapping[str, Any]) -> Consent:

@@ -94,6 +94,16 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
             json={**upload("Consent-consent-example-basic.json"), "fhir_consent": {"resourceType": "Consent", "status": 7}},
             headers=knuh,
         )
+        basic = upload("Consent-consent-example-basic.json")
+        identified = {**basic["fhir_consent"], "identifier": [{"value": "900101-1234567"}]}  # an RRN
+        with_rrn = await client.post("/v1/hospital/consents", json={**basic, "fhir_consent": identified}, headers=knuh)
+        mii = (sample_data / "fhir" / "mii-consent-xml" / "Example_MII_Consent_Einwilligung_2.xml").read_bytes()
+        with_rrn_xml = await client.post(
+            "/v1/hospital/consents/xml",
+            params={"subject": subject, "consent_id": "cns-knuh-0004"},
+            content=mii.replace(b"<status ", b'<identifier><value value="900101-1234567"/></identifier><status ', 1),
+            headers={**knuh, "Content-Type": "application/fhir+xml"},
+        )
         wrong_media = await client.post(
             "/v1/hospital/consents/xml",
             params={"subject": subject, "consent_id": "cns-knuh-0002"},
@@ -142,6 +152,11 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert "Organization/f001" in organization.json()["detail"]["message"]
     assert record.json()["detail"]["code"] == "no_usable_scope"
     assert malformed.json()["detail"]["code"] == "malformed_fhir"
+    for response in (with_rrn, with_rrn_xml):
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"]["code"] == "personal_data"
+        assert "fhir_consent.identifier[0].value" in response.json()["detail"]["message"]
+        assert "900101" not in response.text
     assert wrong_media.status_code == 415
     assert oversized_xml.status_code == 413
     assert oversized_xml.json()["detail"]["code"] == "body_too_large"
