@@ -6,8 +6,14 @@ from numbers import Number
 from medgov_grants.domain.errors import InvalidAmount
 
 
+# One quadrillion won, far above any research fund (the whole Korean state
+# budget is below 700 trillion). The ledger stores amounts and their sums as
+# PostgreSQL bigint (below 9.2 * 10**18), so 9,000 amounts of this size still fit.
+MAX_KRW = 10**15
+
+
 def require_krw(value: object, *, name: str, allow_zero: bool = False) -> int:
-    """Return `value` as a non-negative whole number of won, or raise InvalidAmount naming `name`.
+    """Return `value` as a whole number of won from 0 to MAX_KRW, or raise InvalidAmount naming `name`.
 
     Floats and Decimals are rejected even when integral, because a float amount
     has already lost precision above 2**53 won and the contracts define integer amounts.
@@ -20,6 +26,8 @@ def require_krw(value: object, *, name: str, allow_zero: bool = False) -> int:
         raise InvalidAmount(f"{name} must not be negative, got {value:,} KRW")
     if value == 0 and not allow_zero:
         raise InvalidAmount(f"{name} must be greater than zero, got 0 KRW")
+    if value > MAX_KRW:
+        raise InvalidAmount(f"{name} must be at most {MAX_KRW:,} KRW, got {value:,} KRW")
     return value
 
 

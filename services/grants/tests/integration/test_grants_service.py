@@ -215,6 +215,8 @@ async def test_tool_grant_over_http(grants_settings, input_topics, token, policy
             submitted = await client.post("/tool-grants/applications", json=application, headers=vendor)
             fractional = await client.post("/tool-grants/applications", json={**application, "application_id": "tga-x", "requested_krw": 1.5}, headers=vendor)
             negative = await client.post("/tool-grants/applications", json={**application, "application_id": "tga-y", "requested_krw": -1}, headers=vendor)
+            beyond_bigint = await client.post("/tool-grants/applications", json={**application, "application_id": "tga-z", "requested_krw": 2**63}, headers=vendor)
+            huge_fund = await client.post("/fund/allocations", json={"fund_id": "f-huge", "total_krw": 10**23}, headers=admin)
             unknown = await client.post("/tool-grants/applications", json={**application, "vendor_id": "vendor-nobody"}, headers=token("applicant", institution="vendor-nobody"))
             by_vendor = await client.post(f"/tool-grants/applications/{application_id}/award", json=award, headers=vendor)
             too_large = await client.post(f"/tool-grants/applications/{application_id}/award", json={"amount_krw": 300_000_001, "tranches": [{"deliverable": "All", "amount_krw": 300_000_001}]}, headers=admin)
@@ -231,6 +233,9 @@ async def test_tool_grant_over_http(grants_settings, input_topics, token, policy
     assert (fractional.status_code, fractional.json()["detail"]["code"]) == (422, "invalid_amount")
     assert "fractional amount 1.5" in fractional.json()["detail"]["message"]
     assert (negative.status_code, negative.json()["detail"]["code"]) == (422, "invalid_amount")
+    for response in (beyond_bigint, huge_fund):
+        assert (response.status_code, response.json()["detail"]["code"]) == (422, "invalid_amount")
+        assert "at most 1,000,000,000,000,000 KRW" in response.json()["detail"]["message"]
     assert (unknown.status_code, unknown.json()["detail"]["code"]) == (422, "unknown_institution")
     assert by_vendor.status_code == 403
     assert (too_large.status_code, too_large.json()["detail"]["code"]) == (409, "award_exceeds_pool")

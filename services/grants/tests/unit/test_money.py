@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from medgov_grants.domain.errors import InvalidAmount
-from medgov_grants.domain.money import require_krw
+from medgov_grants.domain.money import MAX_KRW, require_krw
 
 
 def test_whole_amount_accepted() -> None:
@@ -37,3 +37,10 @@ def test_non_integer_types_rejected(value: object) -> None:
 def test_bool_is_not_money() -> None:
     with pytest.raises(InvalidAmount, match="got bool"):
         require_krw(True, name="amount_krw")
+
+
+def test_maximum_accepted_above_rejected() -> None:
+    assert require_krw(MAX_KRW, name="total_krw") == MAX_KRW
+
+    with pytest.raises(InvalidAmount, match=r"total_krw must be at most 1,000,000,000,000,000 KRW, got 9,223,372,036,854,775,808 KRW"):
+        require_krw(2**63, name="total_krw")
