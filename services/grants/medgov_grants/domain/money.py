@@ -6,9 +6,9 @@ from numbers import Number
 from medgov_grants.domain.errors import InvalidAmount
 
 
-# One quadrillion won, far above any research fund (the whole Korean state
-# budget is below 700 trillion). The ledger stores amounts and their sums as
-# PostgreSQL bigint (below 9.2 * 10**18), so 9,000 amounts of this size still fit.
+# One quadrillion won, more than the whole Korean state budget and so far above
+# any research fund. The ledger stores amounts and their sums as PostgreSQL
+# bigint (below 9.2 * 10**18), so 9,000 amounts of this size still fit.
 MAX_KRW = 10**15
 
 
