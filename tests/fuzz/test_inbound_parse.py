@@ -18,11 +18,11 @@ from .parsing import CONSUMER, consumer_record
 
 pytestmark = pytest.mark.fuzz
 
-DEAD_LETTER_REASONS = {"invalid_envelope", "institution_mismatch", "invalid_payload"}
+DEAD_LETTER_REASONS = {"invalid_envelope", "institution_mismatch", "invalid_payload", "unknown_command"}
 
 
 def check_outcome(record: FuzzRecord) -> None:
-    """Assert that the parse step dead-letters with a reason, skips an unknown type, or accepts a valid event."""
+    """Assert that the parse step dead-letters with a reason, skips an unknown type on a service topic, or accepts a valid event."""
     CASES_RUN["parsed records"] += 1
     envelope, payload, letter = CONSUMER._parse(consumer_record(record))
 
@@ -31,10 +31,15 @@ def check_outcome(record: FuzzRecord) -> None:
         assert letter.error.strip(), f"dead letter {letter.reason} without an error message"
         for secret in record.planted:
             assert secret not in letter.error, f"dead-letter error repeats planted personal data {secret!r}"
+        if letter.reason == "unknown_command":
+            assert institution_of_inbound_topic(record.topic) is not None, "unknown_command on a service topic"
+            with pytest.raises(UnknownEventType):
+                payload_class(envelope.type, envelope.schema_version)
         return
 
     assert envelope is not None, "neither a dead letter nor an envelope"
     if payload is None:
+        assert institution_of_inbound_topic(record.topic) is None, "unknown type on an inbound topic not dead-lettered"
         with pytest.raises(UnknownEventType):
             payload_class(envelope.type, envelope.schema_version)
         return

@@ -1,5 +1,6 @@
 """An inbound event that claims another institution than its topic is dead-lettered, not applied."""
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -32,32 +33,30 @@ def revocation(institution_id: str) -> RevokeConsent:
     )
 
 
-async def test_claimed_institution_must_match_topic(infra, settings_factory):
+async def dead_letters_of(settings_factory, envelopes) -> tuple[list, list[str]]:
+    """Send `envelopes` to knuh's inbound topic through a consumer of it; return their dead letters and the applied consent ids."""
+    import asyncio
+
     import asyncpg
     from aiokafka import AIOKafkaProducer
 
+    from medgov_shared.db.messaging_schema import MESSAGING_DDL
     from medgov_shared.db.pool import create_pool, ensure_database
 
     settings = settings_factory(GuardSettings, kafka_group_id=unique_name("guard"))
     await ensure_topics(settings)
     await ensure_database(settings.database_url)
     connection = await asyncpg.connect(settings.database_url)
-    from medgov_shared.db.messaging_schema import MESSAGING_DDL
-
     for statement in MESSAGING_DDL:
         await connection.execute(statement)
     await connection.close()
 
-    marker = unique_name("mismatch")
-    wrong_source = wrap(revocation("knuh").model_copy(update={"consent_id": marker}),
-                        source="medgov/hospital/dsmc", region="daegu")
-    wrong_field = wrap(revocation("dsmc").model_copy(update={"consent_id": marker}),
-                       source="medgov/hospital/knuh", region="daegu")
     applied = []
 
     async def handler(context, payload):
         applied.append(payload.consent_id)
 
+    event_ids = [str(envelope.id) for envelope in envelopes]
     producer = AIOKafkaProducer(**producer_options(settings))
     await producer.start()
     pool = await create_pool(settings.database_url)
@@ -68,25 +67,48 @@ async def test_claimed_institution_must_match_topic(infra, settings_factory):
         dlq_producer=producer,
     )
     try:
-        for envelope in (wrong_source, wrong_field):
+        for envelope in envelopes:
             await producer.send_and_wait("medgov.inbound.knuh.v1", envelope.to_json(), key=envelope.subject.encode())
         await consumer.start()
-        import asyncio
-
         task = asyncio.create_task(consumer.run())
-        await wait_until(lambda: pool.fetchval("SELECT count(*) >= 2 FROM dead_letters WHERE event_id = ANY($1)",
-                                               [str(wrong_source.id), str(wrong_field.id)]),
-                         timeout_s=30, message="both events dead-lettered")
+        await wait_until(lambda: pool.fetchval("SELECT count(*) >= $2 FROM dead_letters WHERE event_id = ANY($1)",
+                                               event_ids, len(event_ids)),
+                         timeout_s=30, message="every event dead-lettered")
         consumer.request_stop()
         await task
-        reasons = await pool.fetch("SELECT reason, error FROM dead_letters WHERE event_id = ANY($1)",
-                                   [str(wrong_source.id), str(wrong_field.id)])
+        reasons = await pool.fetch("SELECT reason, error FROM dead_letters WHERE event_id = ANY($1)", event_ids)
     finally:
         await consumer.close()
         await producer.stop()
         await pool.close()
+    return reasons, applied
+
+
+async def test_claimed_institution_must_match_topic(infra, settings_factory):
+    marker = unique_name("mismatch")
+    wrong_source = wrap(revocation("knuh").model_copy(update={"consent_id": marker}),
+                        source="medgov/hospital/dsmc", region="daegu")
+    wrong_field = wrap(revocation("dsmc").model_copy(update={"consent_id": marker}),
+                       source="medgov/hospital/knuh", region="daegu")
+
+    reasons, applied = await dead_letters_of(settings_factory, [wrong_source, wrong_field])
 
     assert marker not in applied
     assert {row["reason"] for row in reasons} == {"institution_mismatch"}
     assert any("does not match topic 'medgov.inbound.knuh.v1'" in row["error"] for row in reasons)
     assert dlq.REASON == "medgov-dlq-reason"
+
+
+async def test_unknown_command_dead_lettered(infra, settings_factory):
+    marker = unique_name("unknown")
+    known = wrap(revocation("knuh").model_copy(update={"consent_id": marker}), source="medgov/hospital/knuh", region="daegu")
+    unknown_type = known.model_copy(update={"id": uuid.uuid4(), "type": "DeleteEverything"})
+    unknown_version = known.model_copy(update={"id": uuid.uuid4(), "dataschema": "urn:medgov:events:RevokeConsent:v9"})
+
+    reasons, applied = await dead_letters_of(settings_factory, [unknown_type, unknown_version])
+
+    assert marker not in applied
+    assert sorted(row["reason"] for row in reasons) == ["unknown_command", "unknown_command"]
+    errors = sorted(row["error"] for row in reasons)
+    assert "unknown event type 'DeleteEverything' version 1" in errors[0]
+    assert "unknown event type 'RevokeConsent' version 9" in errors[1]

@@ -583,7 +583,14 @@ class EventConsumer:
             )
         try:
             payload = parse_payload(envelope, from_json=True)
-        except UnknownEventType:
+        except UnknownEventType as error:
+            if claimed is not None:
+                # A service topic may carry types a newer producer added, but a
+                # hospital's command that this build does not know is a mistake the
+                # hospital must see.
+                return envelope, None, DeadLetter(
+                    "unknown_command", f"{error}; a hospital's inbound topic takes only the commands this installation knows", 1
+                )
             return envelope, None, None
         except ValidationError as error:
             return envelope, None, DeadLetter("invalid_payload", f"invalid {envelope.type}: {describe_validation_error(error)}", 1)
