@@ -104,11 +104,16 @@ async def test_unknown_command_dead_lettered(infra, settings_factory):
     known = wrap(revocation("knuh").model_copy(update={"consent_id": marker}), source="medgov/hospital/knuh", region="daegu")
     unknown_type = known.model_copy(update={"id": uuid.uuid4(), "type": "DeleteEverything"})
     unknown_version = known.model_copy(update={"id": uuid.uuid4(), "dataschema": "urn:medgov:events:RevokeConsent:v9"})
+    # A service's own event forged by a hospital: services pick handlers by type alone.
+    service_event = known.model_copy(update={"id": uuid.uuid4(), "type": "DatasetWithdrawn",
+                                              "dataschema": "urn:medgov:events:DatasetWithdrawn:v1"})
 
-    reasons, applied = await dead_letters_of(settings_factory, [unknown_type, unknown_version])
+    reasons, applied = await dead_letters_of(settings_factory, [unknown_type, unknown_version, service_event])
 
     assert marker not in applied
-    assert sorted(row["reason"] for row in reasons) == ["unknown_command", "unknown_command"]
-    errors = sorted(row["error"] for row in reasons)
-    assert "unknown event type 'DeleteEverything' version 1" in errors[0]
-    assert "unknown event type 'RevokeConsent' version 9" in errors[1]
+    assert [row["reason"] for row in reasons] == ["unknown_command"] * 3
+    errors = " | ".join(row["error"] for row in reasons)
+    assert "'DeleteEverything' version 1 is not a command a hospital may send" in errors
+    assert "'RevokeConsent' version 9 is not a command" in errors
+    assert "'DatasetWithdrawn' version 1 is not a command" in errors
+    assert "takes RegisterDataset v1, RecordConsent v1, RevokeConsent v1, SubmitApplication v1" in errors

@@ -85,6 +85,15 @@ SERVICE_TOPICS: tuple[Topic, ...] = (
 )
 
 
+# The commands a hospital or vendor may send on its inbound topic, as "<type> v<version>".
+INBOUND_COMMANDS: tuple[str, ...] = tuple(f"{cls.event_type} v{cls.schema_version}" for cls in inbound.EVENTS)
+
+
+def is_inbound_command(event_type: str, version: int) -> bool:
+    """Tell whether a hospital may send this event type and schema version on its inbound topic."""
+    return f"{event_type} v{version}" in INBOUND_COMMANDS
+
+
 def inbound_topics() -> tuple[Topic, ...]:
     """One inbound topic per registered hospital or vendor; retained 30 days."""
     return tuple(
@@ -148,6 +157,7 @@ def parse_payload(envelope: Envelope, *, from_json: bool = False) -> EventPayloa
 
 
 __all__ = [
+    "INBOUND_COMMANDS",
     "SERVICES",
     "SERVICE_TOPICS",
     "Topic",
@@ -159,6 +169,7 @@ __all__ = [
     "inbound_topic",
     "inbound_topics",
     "institution_of_inbound_topic",
+    "is_inbound_command",
     "parse_payload",
     "payload_class",
     "topic_of",

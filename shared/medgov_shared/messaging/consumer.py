@@ -41,7 +41,13 @@ from medgov_shared.clock import Clock
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
-from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, parse_payload
+from medgov_shared.contracts.registry import (
+    INBOUND_COMMANDS,
+    UnknownEventType,
+    institution_of_inbound_topic,
+    is_inbound_command,
+    parse_payload,
+)
 from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, Staging, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
@@ -581,16 +587,19 @@ class EventConsumer:
                 f"expected 'medgov/hospital/{claimed}'",
                 1,
             )
+        if claimed is not None and not is_inbound_command(envelope.type, envelope.schema_version):
+            # Services pick a handler by event type alone, so a hospital must not be able to
+            # send a service's event (a DatasetPublished, say) on its topic. A service topic
+            # may carry types a newer producer added, and those are skipped below.
+            return envelope, None, DeadLetter(
+                "unknown_command",
+                f"{envelope.type!r} version {envelope.schema_version} is not a command a hospital may send; "
+                f"its inbound topic takes {', '.join(INBOUND_COMMANDS)}",
+                1,
+            )
         try:
             payload = parse_payload(envelope, from_json=True)
-        except UnknownEventType as error:
-            if claimed is not None:
-                # A service topic may carry types a newer producer added, but a
-                # hospital's command that this build does not know is a mistake the
-                # hospital must see.
-                return envelope, None, DeadLetter(
-                    "unknown_command", f"{error}; a hospital's inbound topic takes only the commands this installation knows", 1
-                )
+        except UnknownEventType:
             return envelope, None, None
         except ValidationError as error:
             return envelope, None, DeadLetter("invalid_payload", f"invalid {envelope.type}: {describe_validation_error(error)}", 1)
