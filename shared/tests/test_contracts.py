@@ -11,7 +11,14 @@ from pydantic import ValidationError
 from medgov_shared import asyncapi
 from medgov_shared.contracts.compatibility import breaking_changes, published_schemas
 from medgov_shared.contracts.envelope import Envelope, wrap
-from medgov_shared.contracts.guards import RRN_PATTERN, PersonalDataError, reject_naive_datetimes, reject_personal_data
+from medgov_shared.contracts.guards import (
+    RRN_PATTERN,
+    PersonalDataError,
+    contains_rrn,
+    redact_personal_data,
+    reject_naive_datetimes,
+    reject_personal_data,
+)
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.events.inbound import RegisterDataset
 from medgov_shared.contracts.pseudonym import is_pseudonym, pseudonymize
@@ -134,6 +141,38 @@ def test_rrn_beside_hangul_or_punctuation_matches(text):
 def test_digits_inside_hex_ids_are_not_an_rrn(identifier):
     assert not RRN_PATTERN.search(identifier)
     assert ConsentRevoked.model_validate(revoked(consent_id=identifier)).consent_id == identifier
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["900101–1234567", "900101—1234567", "900101－1234567", "９００１０１－１２３４５６７", "900101  1234567"],
+)
+def test_rrn_with_dash_or_full_width_digits_found(text):
+    assert contains_rrn(text)
+    assert redact_personal_data(f"got {text!r}") == "got '[RRN removed]'"
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"extension": [{"valueDecimal": 9001011234567}]}, "field 'fhir_consent.extension[0].valueDecimal' is a number"),
+        ({"extension": [{"valueDecimal": 9001011234567.0}]}, "field 'fhir_consent.extension[0].valueDecimal' is a number"),
+        ({"provision": {"900101-1234567": "x"}}, "a field name in 'fhir_consent.provision' contains"),
+        ({"９００１０１１２３４５６７": 1}, "a field name in 'fhir_consent' contains"),
+    ],
+)
+def test_rrn_as_number_or_key_rejected(data, problem):
+    with pytest.raises(PersonalDataError) as error:
+        reject_personal_data(data, "fhir_consent")
+
+    assert problem in str(error.value)
+    assert "1234567" not in str(error.value)
+    assert "１２３４５６７" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", [20261205, 1733400000, 12.5, True, 0])
+def test_ordinary_numbers_pass(value):
+    reject_personal_data({"count": value})
 
 
 def test_rrn_in_nested_field_rejected():

@@ -7,6 +7,7 @@ raw patient identifier.
 """
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -15,14 +16,31 @@ from pydantic import BaseModel
 from medgov_shared.contracts.pseudonym import is_pseudonym
 
 # An RRN is YYMMDD-GNNNNNN where G (1-8) encodes century and sex; the hyphen is
-# often dropped. Requiring a plausible month and day keeps order numbers and
+# often dropped, or typed as a dash or a full-width hyphen by a Korean input
+# method. Requiring a plausible month and day keeps order numbers and
 # timestamps from matching. The number must not touch a Latin letter or digit
 # on either side: a hex id or digest (a UUID without hyphens, a SHA-256) often
 # holds 13 digits in a row, while an RRN in text stands apart from them
-# (Hangul next to it still matches).
+# (Hangul next to it still matches). Use contains_rrn, which also reads
+# full-width digits.
 RRN_PATTERN = re.compile(
-    r"(?<![0-9A-Za-z])\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])[-\s]?[1-8]\d{6}(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])"
+    r"(?:[-\u2010-\u2015\u2212\ufe63\uff0d]|\s{1,2})?[1-8]\d{6}(?![0-9A-Za-z])"
 )
+
+
+def contains_rrn(text: str) -> bool:
+    """Tell whether `text` contains an RRN-shaped number, in ASCII or full-width digits."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)  # full-width digits and hyphens become ASCII
+    return RRN_PATTERN.search(text) is not None
+
+
+def redact_personal_data(text: str) -> str:
+    """Return `text` with every RRN-shaped number replaced, for error messages that quote input."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return RRN_PATTERN.sub("[RRN removed]", text)
 
 # Field names that only ever hold a raw identifier of a patient. Payloads
 # carry the keyed pseudonym in fields named `subject` or `subjects` instead.
@@ -92,14 +110,28 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
         )
     if isinstance(value, str):
         # A keyed pseudonym's hex digest can contain 13 digits that look like an RRN.
-        if RRN_PATTERN.search(value) and not is_pseudonym(value):
+        if contains_rrn(value) and not is_pseudonym(value):
             raise PersonalDataError(
                 f"field '{_render(path)}' contains what looks like a Korean resident registration "
                 "number; remove it before publishing"
             )
         return
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # A JSON number can carry an RRN without its hyphen, e.g. in a FHIR valueDecimal.
+        if RRN_PATTERN.search(str(value)):
+            raise PersonalDataError(
+                f"field '{_render(path)}' is a number that looks like a Korean resident registration "
+                "number; remove it before publishing"
+            )
+        return
     if isinstance(value, dict):
         for key, item in value.items():
+            if isinstance(key, str) and contains_rrn(key) and not is_pseudonym(key):
+                # The message names the parent only, because the key itself is the number.
+                raise PersonalDataError(
+                    f"a field name in '{_render(path) or 'the payload'}' contains what looks like a Korean "
+                    "resident registration number; remove it before publishing"
+                )
             _check_personal(item, (path, str(key)), _name_of(key))
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from medgov_shared.contracts.guards import RRN_PATTERN
+from medgov_shared.contracts.guards import contains_rrn
 from medgov_shared.contracts.pseudonym import is_pseudonym
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -159,7 +159,7 @@ def _judge_private(
 
 def _looks_like_rrn(text: str) -> bool:
     # A keyed pseudonym has a one-in-2,000 chance of holding an RRN-shaped digit run.
-    return RRN_PATTERN.search(text) is not None and not all(is_pseudonym(part) for part in _parts(text))
+    return contains_rrn(text) and not all(is_pseudonym(part) for part in _parts(text))
 
 
 def _is_private_creator(tag: BaseTag) -> bool:

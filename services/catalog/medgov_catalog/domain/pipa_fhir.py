@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from medgov_shared.contracts.guards import RRN_PATTERN
+from medgov_shared.contracts.guards import contains_rrn
 from medgov_shared.contracts.pseudonym import is_pseudonym
 
 from medgov_catalog.domain.pipa_scan import IdentifierCategory, IdentifierFinding, IdentifierKind
@@ -223,7 +223,7 @@ def _scan_narrative(person: Mapping[str, Any], path: str, collector: _Collector)
 def _looks_like_rrn(value: str) -> bool:
     # About one keyed pseudonym in 2,000 has 13 hex digits in a row that
     # happen to form a valid-looking RRN, so pseudonyms are exempt.
-    return not is_pseudonym(value) and RRN_PATTERN.search(value) is not None
+    return not is_pseudonym(value) and contains_rrn(value)
 
 
 def _more_precise_than_year(value: Any) -> bool:

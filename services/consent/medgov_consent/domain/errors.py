@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from medgov_shared.contracts.guards import redact_personal_data
+
 
 class RejectionReason(StrEnum):
     """Reason code for rejecting a consent, revocation or scope from outside."""
@@ -25,6 +27,9 @@ class ConsentDomainError(Exception):
     code: str = "consent_error"
 
     def __init__(self, message: str) -> None:
+        # Messages may quote the input (a FHIR element's value or key), and they go back
+        # to the sender and into dead letters and logs.
+        message = redact_personal_data(message)
         super().__init__(message)
         self.message = message
 
@@ -36,7 +41,7 @@ class ConsentRejected(ConsentDomainError):
         super().__init__(f"{path}: {message}" if path else message)
         self.reason = reason
         self.code = reason.value
-        self.path = path
+        self.path = redact_personal_data(path) if path else path
 
 
 class UnknownSubject(ConsentDomainError):

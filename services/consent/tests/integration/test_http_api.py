@@ -104,6 +104,17 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
             content=mii.replace(b"<status ", b'<identifier><value value="900101-1234567"/></identifier><status ', 1),
             headers={**knuh, "Content-Type": "application/fhir+xml"},
         )
+        dashed = {**basic["fhir_consent"], "identifier": [{"value": "900101－1234567"}]}  # a full-width hyphen
+        with_dashed_rrn = await client.post("/v1/hospital/consents", json={**basic, "fhir_consent": dashed}, headers=knuh)
+        numeric = {**basic["fhir_consent"], "extension": [{"url": "http://example.org/n", "valueDecimal": 9001011234567}]}
+        with_numeric_rrn = await client.post("/v1/hospital/consents", json={**basic, "fhir_consent": numeric}, headers=knuh)
+        bad_boolean = b'<extension url="http://example.org/b"><valueBoolean value="900101-1234567"/></extension><status '
+        quoted_rrn_xml = await client.post(
+            "/v1/hospital/consents/xml",
+            params={"subject": subject, "consent_id": "cns-knuh-0005"},
+            content=mii.replace(b"<status ", bad_boolean, 1),
+            headers={**knuh, "Content-Type": "application/fhir+xml"},
+        )
         wrong_media = await client.post(
             "/v1/hospital/consents/xml",
             params={"subject": subject, "consent_id": "cns-knuh-0002"},
@@ -152,11 +163,17 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert "Organization/f001" in organization.json()["detail"]["message"]
     assert record.json()["detail"]["code"] == "no_usable_scope"
     assert malformed.json()["detail"]["code"] == "malformed_fhir"
-    for response in (with_rrn, with_rrn_xml):
+    for response in (with_rrn, with_rrn_xml, with_dashed_rrn):
         assert response.status_code == 422, response.text
         assert response.json()["detail"]["code"] == "personal_data"
         assert "fhir_consent.identifier[0].value" in response.json()["detail"]["message"]
         assert "900101" not in response.text
+    assert with_numeric_rrn.json()["detail"]["code"] == "personal_data"
+    assert "fhir_consent.extension[0].valueDecimal" in with_numeric_rrn.json()["detail"]["message"]
+    # The XML reader rejects the value before the check runs; its message must not quote the number.
+    assert quoted_rrn_xml.json()["detail"]["code"] == "malformed_fhir"
+    assert "[RRN removed]" in quoted_rrn_xml.json()["detail"]["message"]
+    assert "1234567" not in quoted_rrn_xml.text
     assert wrong_media.status_code == 415
     assert oversized_xml.status_code == 413
     assert oversized_xml.json()["detail"]["code"] == "body_too_large"
