@@ -29,8 +29,13 @@ RRN_PATTERN = re.compile(
 )
 
 
+_RRN_DIGITS = 13
+
+
 def contains_rrn(text: str) -> bool:
     """Tell whether `text` contains an RRN-shaped number, in ASCII or full-width digits."""
+    if len(text) < _RRN_DIGITS:  # the walk calls this for every string and key, most of them short
+        return False
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)  # full-width digits and hyphens become ASCII
     return RRN_PATTERN.search(text) is not None
@@ -118,7 +123,7 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
         return
     if isinstance(value, int | float) and not isinstance(value, bool):
         # A JSON number can carry an RRN without its hyphen, e.g. in a FHIR valueDecimal.
-        if RRN_PATTERN.search(str(value)):
+        if abs(value) >= 10 ** (_RRN_DIGITS - 1) and contains_rrn(str(value)):
             raise PersonalDataError(
                 f"field '{_render(path)}' is a number that looks like a Korean resident registration "
                 "number; remove it before publishing"
