@@ -30,11 +30,12 @@ RRN_PATTERN = re.compile(
 
 
 _RRN_DIGITS = 13
+_SMALLEST_RRN_NUMBER = 10 ** (_RRN_DIGITS - 1)
 
 
 def contains_rrn(text: str) -> bool:
     """Tell whether `text` contains an RRN-shaped number, in ASCII or full-width digits."""
-    if len(text) < _RRN_DIGITS:  # the walk calls this for every string and key, most of them short
+    if len(text) < _RRN_DIGITS:
         return False
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)  # full-width digits and hyphens become ASCII
@@ -115,15 +116,15 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
         )
     if isinstance(value, str):
         # A keyed pseudonym's hex digest can contain 13 digits that look like an RRN.
-        if contains_rrn(value) and not is_pseudonym(value):
+        if len(value) >= _RRN_DIGITS and contains_rrn(value) and not is_pseudonym(value):
             raise PersonalDataError(
                 f"field '{_render(path)}' contains what looks like a Korean resident registration "
                 "number; remove it before publishing"
             )
         return
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         # A JSON number can carry an RRN without its hyphen, e.g. in a FHIR valueDecimal.
-        if abs(value) >= 10 ** (_RRN_DIGITS - 1) and contains_rrn(str(value)):
+        if abs(value) >= _SMALLEST_RRN_NUMBER and contains_rrn(str(value)):
             raise PersonalDataError(
                 f"field '{_render(path)}' is a number that looks like a Korean resident registration "
                 "number; remove it before publishing"
@@ -131,13 +132,14 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(key, str) and contains_rrn(key) and not is_pseudonym(key):
+            key_text = key if type(key) is str else str(key)
+            if len(key_text) >= _RRN_DIGITS and contains_rrn(key_text) and not is_pseudonym(key_text):
                 # The message names the parent only, because the key itself is the number.
                 raise PersonalDataError(
                     f"a field name in '{_render(path) or 'the payload'}' contains what looks like a Korean "
                     "resident registration number; remove it before publishing"
                 )
-            _check_personal(item, (path, str(key)), _name_of(key))
+            _check_personal(item, (path, key_text), _name_of(key))
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _check_personal(item, (path, index), name)  # a list item is named by the field that contains the list
