@@ -21,32 +21,55 @@ from medgov_shared.contracts.pseudonym import is_pseudonym
 # timestamps from matching. The number must not touch a Latin letter or digit
 # on either side: a hex id or digest (a UUID without hyphens, a SHA-256) often
 # holds 13 digits in a row, while an RRN in text stands apart from them
-# (Hangul next to it still matches). Use contains_rrn, which also reads
-# full-width digits.
+# (Hangul next to it still matches). Between the two parts the pattern takes
+# an optional dash of any kind, with up to three white-space or invisible
+# characters (soft hyphen, zero-width space) on either side of it. Use
+# contains_rrn, which also reads the decimal digits of other scripts.
+_GAP = r"[\s\u00ad\u200b-\u200d\u2060\ufeff]{0,3}"
 RRN_PATTERN = re.compile(
     r"(?<![0-9A-Za-z])\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])"
-    r"(?:[-\u2010-\u2015\u2212\ufe63\uff0d]|\s{1,2})?[1-8]\d{6}(?![0-9A-Za-z])"
+    + _GAP + r"[-\u2010-\u2015\u2212\ufe63\uff0d]?" + _GAP
+    + r"[1-8]\d{6}(?![0-9A-Za-z])"
 )
 
-
 _RRN_DIGITS = 13
-_SMALLEST_RRN_NUMBER = 10 ** (_RRN_DIGITS - 1)
+
+# Every decimal digit of the Basic Multilingual Plane (Arabic-Indic, Devanagari,
+# full-width and so on) as its ASCII digit.
+_ASCII_DIGITS = {
+    code: str(unicodedata.decimal(chr(code)))
+    for code in range(0x80, 0x10000)
+    if unicodedata.category(chr(code)) == "Nd"
+}
+
+# Escapes such as \t or \xa0 that a message shows in place of a character (Python's repr).
+_ESCAPE_IN_MESSAGE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[tnrfv])")
+
+
+def _comparable(text: str) -> str:
+    # NFKC turns full-width digits and hyphens into ASCII; the table does the other digits.
+    return unicodedata.normalize("NFKC", text).translate(_ASCII_DIGITS)
 
 
 def contains_rrn(text: str) -> bool:
-    """Tell whether `text` contains an RRN-shaped number, in ASCII or full-width digits."""
+    """Tell whether `text` contains an RRN-shaped number, in any script's decimal digits."""
     if len(text) < _RRN_DIGITS:
         return False
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)  # full-width digits and hyphens become ASCII
+        text = _comparable(text)
     return RRN_PATTERN.search(text) is not None
 
 
 def redact_personal_data(text: str) -> str:
-    """Return `text` with every RRN-shaped number replaced, for error messages that quote input."""
+    """Return `text` with every RRN-shaped number replaced, for error messages that quote input.
+
+    A character that the message shows as an escape (a tab as \\t) counts as a space.
+    """
+    text = _ESCAPE_IN_MESSAGE.sub(" ", text)
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
+        text = _comparable(text)
     return RRN_PATTERN.sub("[RRN removed]", text)
+
 
 # Field names that only ever hold a raw identifier of a patient. Payloads
 # carry the keyed pseudonym in fields named `subject` or `subjects` instead.
@@ -119,14 +142,6 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
         if len(value) >= _RRN_DIGITS and contains_rrn(value) and not is_pseudonym(value):
             raise PersonalDataError(
                 f"field '{_render(path)}' contains what looks like a Korean resident registration "
-                "number; remove it before publishing"
-            )
-        return
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # A JSON number can carry an RRN without its hyphen, e.g. in a FHIR valueDecimal.
-        if abs(value) >= _SMALLEST_RRN_NUMBER and contains_rrn(str(value)):
-            raise PersonalDataError(
-                f"field '{_render(path)}' is a number that looks like a Korean resident registration "
                 "number; remove it before publishing"
             )
         return

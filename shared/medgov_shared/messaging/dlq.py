@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from medgov_shared.contracts.guards import redact_personal_data
 from medgov_shared.contracts.registry import dlq_topic
 
 # Header names on every dead-letter record; operators' replay tooling reads them.
@@ -26,6 +27,11 @@ class DeadLetter:
     reason: str  # short machine-readable reason, e.g. invalid_envelope
     error: str  # human-readable message naming the field or cause; never the payload
     attempts: int
+
+    def __post_init__(self) -> None:
+        # An error may quote a value from the record (an unknown type, a bad dataschema);
+        # it goes to the DLQ headers, the dead_letters table and the logs.
+        object.__setattr__(self, "error", redact_personal_data(self.error))
 
 
 async def send_dead_letter(

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, status
 
+from medgov_shared.contracts.guards import redact_personal_data
 from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.contracts.pseudonym import is_pseudonym
 from medgov_shared.messaging.context import HandlerContext
@@ -65,7 +66,8 @@ def error_detail(error: ConsentDomainError) -> dict[str, Any]:
 
 def reject(route: str, status_code: int, code: str, message: str) -> HTTPException:
     HTTP_REJECTED.labels("consent", route, str(status_code)).inc()
-    return HTTPException(status_code, detail={"code": code, "message": message})
+    # A message may quote a header or parameter the caller sent.
+    return HTTPException(status_code, detail={"code": code, "message": redact_personal_data(message)})
 
 
 def patient_subject(principal: Principal, route: str) -> str:
