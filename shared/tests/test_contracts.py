@@ -185,6 +185,11 @@ def test_numbers_pass(value):
     reject_personal_data({"count": value})
 
 
+@pytest.mark.parametrize("text", ["got 'a\\tb'", "번호 ９９ 없음", "id f3a9850101234567800c1e2d4b6a7f90"])
+def test_message_without_rrn_unchanged(text):
+    assert redact_personal_data(text) == text
+
+
 def test_dead_letter_error_redacted():
     letter = DeadLetter("unknown_command", "'900101-1234567' version 1 is not a command", 1)
 

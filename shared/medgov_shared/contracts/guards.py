@@ -63,12 +63,15 @@ def contains_rrn(text: str) -> bool:
 def redact_personal_data(text: str) -> str:
     """Return `text` with every RRN-shaped number replaced, for error messages that quote input.
 
-    A character that the message shows as an escape (a tab as \\t) counts as a space.
+    A character that the message shows as an escape (a tab as \\t) counts as a
+    space. A message without such a number comes back unchanged.
     """
-    text = _ESCAPE_IN_MESSAGE.sub(" ", text)
-    if not text.isascii():
-        text = _comparable(text)
-    return RRN_PATTERN.sub("[RRN removed]", text)
+    comparable = _ESCAPE_IN_MESSAGE.sub(" ", text)
+    if not comparable.isascii():
+        comparable = _comparable(comparable)
+    if RRN_PATTERN.search(comparable) is None:
+        return text
+    return RRN_PATTERN.sub("[RRN removed]", comparable)
 
 
 # Field names that only ever hold a raw identifier of a patient. Payloads
