@@ -107,7 +107,7 @@ def _detect_text_format(path: Path, name: str, head: bytes) -> FileFormat:
             RejectionReason.NOT_FHIR,
             f"'{name}' is a JSON array; FHIR JSON is one resource per file, or NDJSON with one resource per line",
         )
-    named_format = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    named_format = _format_of_name(path)
     if named_format is not None:
         # The name says JSON or NDJSON, so the JSON reader reports the line and
         # position where the content stops being JSON.
@@ -121,8 +121,13 @@ def _detect_text_format(path: Path, name: str, head: bytes) -> FileFormat:
 _FORMAT_OF_SUFFIX = {".ndjson": FileFormat.FHIR_NDJSON, ".jsonl": FileFormat.FHIR_NDJSON, ".json": FileFormat.FHIR_JSON}
 
 
+def _format_of_name(path: Path) -> FileFormat | None:
+    """Return the JSON format the file's suffix names, or None for any other suffix."""
+    return _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+
+
 def _json_or_ndjson(path: Path) -> FileFormat:
-    named_format = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    named_format = _format_of_name(path)
     if named_format is not None:
         return named_format
     return FileFormat.FHIR_NDJSON if _has_second_json_line(path) else FileFormat.FHIR_JSON
