@@ -29,8 +29,8 @@ class DeadLetter:
     attempts: int
 
     def __post_init__(self) -> None:
-        # An error may quote a value from the record (an unknown type, a bad dataschema);
-        # it goes to the DLQ headers, the dead_letters table and the logs.
+        # An error may quote a value from the record, such as an unknown type or a bad
+        # dataschema. It goes to the DLQ headers, the dead_letters table and the logs.
         object.__setattr__(self, "error", redact_personal_data(self.error))
 
 

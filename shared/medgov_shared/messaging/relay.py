@@ -281,6 +281,7 @@ class OutboxRelay:
         if self._renew_producer is not None:
             self.producer = await self._renew_producer()
 
+
 def _publish_span(row: asyncpg.Record) -> Span:
     # One span per event, from the hand-over to the broker's acknowledgement. It is
     # not made the current span, which would cost a context switch in and out per row.

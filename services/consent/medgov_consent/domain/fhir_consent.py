@@ -90,7 +90,7 @@ def parse_fhir_consent_xml(document: bytes | str) -> dict[str, Any]:
 
 
 def reject_direct_identifiers(resource: Mapping[str, Any]) -> None:
-    """Raise ConsentRejected if the resource holds a resident registration number or a raw patient identifier field.
+    """Raise ConsentRejected if the resource contains a resident registration number or a raw patient identifier field.
 
     A RecordConsent from Kafka gets this check from its payload model, so
     only the HTTP routes call it.
