@@ -38,11 +38,18 @@ from pydantic import ValidationError
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.institutions import all_institutions
 
-from medgov_consent.domain import duo
+from medgov_consent.domain import duo, fhir_consent_model
 from medgov_consent.domain import fhir_codes as codes
 from medgov_consent.domain.errors import ConsentRejected, RejectionReason
 from medgov_consent.domain.fhir_xml import FhirXmlError, parse_fhir_xml
 from medgov_consent.domain.policy import KOREA_STANDARD_TIME, ConsentPolicy, DataClass, Decision, Period, Provision
+
+# A validated resource comes from fhir.resources or from the narrower model of
+# fhir_consent_model, whose classes have the same attribute names.
+AnyConsent = Consent | fhir_consent_model.Consent
+AnyProvision = ConsentProvision | fhir_consent_model.ConsentProvision
+AnyPeriod = FhirPeriod | fhir_consent_model.Period
+AnyReference = Reference | fhir_consent_model.Reference
 
 
 def read_fhir_consent(
@@ -52,7 +59,10 @@ def read_fhir_consent(
     local_zone: tzinfo = KOREA_STANDARD_TIME,
 ) -> ConsentPolicy:
     """Read a FHIR R4 Consent given as parsed JSON; raise ConsentRejected if it cannot be used."""
-    consent = _validate(resource)
+    return _read_validated(_validate(resource), institution_ids=institution_ids, local_zone=local_zone)
+
+
+def _read_validated(consent: AnyConsent, *, institution_ids: Collection[str] | None, local_zone: tzinfo) -> ConsentPolicy:
     _reject_modifier_extensions(consent.modifierExtension, "Consent")
     _require_active(consent)
     _require_data_use_scope(consent)
@@ -101,7 +111,7 @@ def reject_direct_identifiers(resource: Mapping[str, Any]) -> None:
         raise ConsentRejected(RejectionReason.PERSONAL_DATA, str(error)) from error
 
 
-def _validate(resource: Mapping[str, Any]) -> Consent:
+def _validate(resource: Mapping[str, Any]) -> AnyConsent:
     if not isinstance(resource, Mapping):
         raise ConsentRejected(RejectionReason.MALFORMED_FHIR, f"expected a JSON object, got {type(resource).__name__}")
     resource_type = resource.get("resourceType")
@@ -109,6 +119,10 @@ def _validate(resource: Mapping[str, Any]) -> Consent:
         raise ConsentRejected(
             RejectionReason.NOT_A_CONSENT, f"resourceType is {resource_type!r}; expected 'Consent'", path="resourceType"
         )
+    try:
+        return fhir_consent_model.Consent.model_validate(resource)
+    except ValidationError:
+        pass  # not covered by the narrower model, so fhir.resources decides and names the problem
     try:
         return Consent.model_validate(dict(resource))
     except ValidationError as error:
@@ -135,7 +149,7 @@ def _reject_modifier_extensions(extensions: list[Any] | None, path: str) -> None
         )
 
 
-def _require_active(consent: Consent) -> None:
+def _require_active(consent: AnyConsent) -> None:
     if consent.status == "active":
         return
     hint = "; to withdraw a recorded consent, send RevokeConsent" if consent.status == "inactive" else ""
@@ -144,7 +158,7 @@ def _require_active(consent: Consent) -> None:
     )
 
 
-def _require_data_use_scope(consent: Consent) -> None:
+def _require_data_use_scope(consent: AnyConsent) -> None:
     scope_codes = _codes(consent.scope.coding or [], codes.CONSENT_SCOPE_SYSTEM)
     if scope_codes & codes.DATA_USE_SCOPES:
         return
@@ -156,7 +170,7 @@ def _require_data_use_scope(consent: Consent) -> None:
     )
 
 
-def _policy_rule_decision(consent: Consent) -> Decision | None:
+def _policy_rule_decision(consent: AnyConsent) -> Decision | None:
     if consent.policyRule is None:
         return None
     for code in _codes(consent.policyRule.coding or [], codes.ACT_CODE_SYSTEM):
@@ -191,7 +205,7 @@ class _ProvisionReader:
         self.local_zone = local_zone
         self.notes: list[str] = []
 
-    def read_root(self, element: ConsentProvision | None, policy_decision: Decision | None) -> Provision:
+    def read_root(self, element: AnyProvision | None, policy_decision: Decision | None) -> Provision:
         declared = _decision(element.type, "provision.type") if element is not None and element.type else None
         decision = declared or policy_decision
         if decision is None:
@@ -204,7 +218,7 @@ class _ProvisionReader:
             return Provision(decision=decision)
         return self.read(element, "provision", decision)
 
-    def read(self, element: ConsentProvision, path: str, decision: Decision) -> Provision:
+    def read(self, element: AnyProvision, path: str, decision: Decision) -> Provision:
         _reject_modifier_extensions(element.modifierExtension, path)
         conditions = _Conditions(decision, path)
         self._read_period(element, conditions)
@@ -223,22 +237,22 @@ class _ProvisionReader:
             self.notes.append(f"{path} never applies: {inapplicable}")
         return Provision(decision=decision, path=path, inapplicable=inapplicable, provisions=children, **conditions.fields)
 
-    def _read_child(self, element: ConsentProvision, path: str) -> Provision:
+    def _read_child(self, element: AnyProvision, path: str) -> Provision:
         if not element.type:
             raise ConsentRejected(
                 RejectionReason.NO_DECISION, "a nested provision must have type permit or deny", path=f"{path}.type"
             )
         return self.read(element, path, _decision(element.type, f"{path}.type"))
 
-    def _read_period(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_period(self, element: AnyProvision, conditions: _Conditions) -> None:
         if element.period is not None:
             conditions.fields["period"] = self._period(element.period, f"{conditions.path}.period")
 
-    def _read_data_period(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_data_period(self, element: AnyProvision, conditions: _Conditions) -> None:
         if element.dataPeriod is not None:
             conditions.fields["data_period"] = self._period(element.dataPeriod, f"{conditions.path}.dataPeriod")
 
-    def _period(self, period: FhirPeriod, path: str) -> Period:
+    def _period(self, period: AnyPeriod, path: str) -> Period:
         start = _instant(period.start, self.local_zone, end=False) if period.start else None
         end = _instant(period.end, self.local_zone, end=True) if period.end else None
         try:
@@ -246,7 +260,7 @@ class _ProvisionReader:
         except ValueError as error:
             raise ConsentRejected(RejectionReason.MALFORMED_FHIR, str(error), path=path) from error
 
-    def _read_purposes(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_purposes(self, element: AnyProvision, conditions: _Conditions) -> None:
         if not element.purpose:
             return
         research: list[str] = []
@@ -274,7 +288,7 @@ class _ProvisionReader:
             )
         conditions.fields["purposes"] = duo.PurposeCondition.from_codes(research)
 
-    def _read_actors(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_actors(self, element: AnyProvision, conditions: _Conditions) -> None:
         holders: set[str] = set()
         recipients: set[str] = set()
         for index, actor in enumerate(element.actor or []):
@@ -298,7 +312,7 @@ class _ProvisionReader:
         if recipients:
             conditions.fields["recipient_ids"] = frozenset(recipients)
 
-    def _institution(self, reference: Reference, path: str) -> str | None:
+    def _institution(self, reference: AnyReference, path: str) -> str | None:
         """Return the institution id a reference names, None for a person or device; raise for an unknown organization."""
         identifier = reference.identifier
         if identifier is not None and identifier.system == codes.INSTITUTION_SYSTEM:
@@ -320,7 +334,7 @@ class _ProvisionReader:
             path=path,
         )
 
-    def _read_actions(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_actions(self, element: AnyProvision, conditions: _Conditions) -> None:
         if not element.action:
             return
         codings = [coding for concept in element.action for coding in concept.coding or []]
@@ -331,12 +345,12 @@ class _ProvisionReader:
         if not actions & codes.RESEARCH_ACTIONS:
             conditions.inapplicable.append(f"its actions {', '.join(sorted(actions))} do not include access, use or disclose")
 
-    def _read_security_labels(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_security_labels(self, element: AnyProvision, conditions: _Conditions) -> None:
         if element.securityLabel:
             labels = ", ".join(_describe_codings(element.securityLabel))
             conditions.cannot_evaluate(f"security labels {labels} are not recorded on platform datasets")
 
-    def _read_data_classes(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_data_classes(self, element: AnyProvision, conditions: _Conditions) -> None:
         if not element.class_fhir:
             return
         classes: set[DataClass] = set()
@@ -348,7 +362,7 @@ class _ProvisionReader:
             classes.add(DataClass(kind, coding.code))
         conditions.fields["data_classes"] = frozenset(classes)
 
-    def _read_codes(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_codes(self, element: AnyProvision, conditions: _Conditions) -> None:
         if not element.code:
             return
         codings = [coding for concept in element.code for coding in concept.coding or []]
@@ -380,7 +394,7 @@ class _ProvisionReader:
             return
         conditions.fields["purposes"] = duo.PurposeCondition(purposes=narrowed, excludes_for_profit=existing.excludes_for_profit)
 
-    def _read_data(self, element: ConsentProvision, conditions: _Conditions) -> None:
+    def _read_data(self, element: AnyProvision, conditions: _Conditions) -> None:
         if not element.data:
             return
         datasets: set[str] = set()
@@ -455,7 +469,7 @@ def _split_reference(reference: str) -> tuple[str, str]:
     return segments[-2], segments[-1]
 
 
-def _describe_reference(reference: Reference) -> str:
+def _describe_reference(reference: AnyReference) -> str:
     if reference.reference:
         return reference.reference
     if reference.identifier is not None:

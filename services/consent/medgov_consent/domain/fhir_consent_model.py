@@ -1,0 +1,191 @@
+"""A narrower model of FHIR R4 Consent, for the elements consent exports use, that pydantic validates without Python hooks.
+
+fhir.resources validates every complex element through a Python wrapper
+and two model validators, which made the Consent check the largest cost of
+recording a consent (ADR 0032). The models here cover the elements the
+platform's samples and the reader use, with fhir.resources' own primitive
+types, and forbid every other key, so that anything they accept
+fhir.resources accepts too. The reader tries them first and falls back to
+fhir.resources when they reject, which then accepts the resource or gives
+its own error message. The narrower set leaves out on purpose:
+
+- `contained`, `verification`, `sourceReference`, `fhir_comments`, the
+  primitive extension keys (`_status` ...) and Python attribute names given
+  for aliases (`class_fhir`);
+- in Extension, value types other than those listed, and in Identifier,
+  `type`, `period` and `assigner`.
+
+tests/unit/test_fhir_consent_model.py compares each model with its
+fhir.resources counterpart and runs both on the samples and on mutations
+of them.
+"""
+
+from typing import Literal, Self
+
+from fhir_core.types import (
+    Base64BinaryType,
+    BooleanType,
+    CanonicalType,
+    CodeType,
+    DateTimeType,
+    DateType,
+    IdType,
+    InstantType,
+    StringType,
+    UnsignedIntType,
+    UriType,
+    UrlType,
+    XhtmlType,
+)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Element(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StringType | None = None
+    extension: list["Extension"] | None = None
+
+
+class Coding(_Element):
+    system: UriType | None = None
+    version: StringType | None = None
+    code: CodeType | None = None
+    display: StringType | None = None
+    userSelected: BooleanType | None = None
+
+
+class CodeableConcept(_Element):
+    coding: list[Coding] | None = None
+    text: StringType | None = None
+
+
+class Period(_Element):
+    start: DateTimeType | None = None
+    end: DateTimeType | None = None
+
+
+class Identifier(_Element):
+    use: CodeType | None = None
+    system: UriType | None = None
+    value: StringType | None = None
+
+
+class Reference(_Element):
+    reference: StringType | None = None
+    type: UriType | None = None
+    identifier: Identifier | None = None
+    display: StringType | None = None
+
+
+class Extension(_Element):
+    url: UriType
+    valueBase64Binary: Base64BinaryType | None = None
+    valueBoolean: BooleanType | None = None
+    valueCode: CodeType | None = None
+    valueCodeableConcept: CodeableConcept | None = None
+    valueCoding: Coding | None = None
+    valueDate: DateType | None = None
+    valueDateTime: DateTimeType | None = None
+    valueIdentifier: Identifier | None = None
+    valuePeriod: Period | None = None
+    valueReference: Reference | None = None
+    valueString: StringType | None = None
+    valueUri: UriType | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        # value[x] is a choice: fhir.resources rejects an extension with two values.
+        given = [name for name in _EXTENSION_VALUES if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"an extension has one value; got {', '.join(given)}")
+        return self
+
+
+_EXTENSION_VALUES = tuple(name for name in Extension.model_fields if name.startswith("value"))
+
+
+class Meta(_Element):
+    versionId: IdType | None = None
+    lastUpdated: InstantType | None = None
+    source: UriType | None = None
+    profile: list[CanonicalType] | None = None
+    security: list[Coding] | None = None
+    tag: list[Coding] | None = None
+
+
+class Narrative(_Element):
+    status: CodeType
+    div: XhtmlType
+
+
+class Attachment(_Element):
+    contentType: CodeType | None = None
+    language: CodeType | None = None
+    data: Base64BinaryType | None = None
+    url: UrlType | None = None
+    size: UnsignedIntType | None = None
+    hash: Base64BinaryType | None = None
+    title: StringType | None = None
+    creation: DateTimeType | None = None
+
+
+class _BackboneElement(_Element):
+    modifierExtension: list[Extension] | None = None
+
+
+class ConsentPolicy(_BackboneElement):
+    authority: UriType | None = None
+    uri: UriType | None = None
+
+
+class ConsentProvisionActor(_BackboneElement):
+    role: CodeableConcept
+    reference: Reference
+
+
+class ConsentProvisionData(_BackboneElement):
+    meaning: CodeType
+    reference: Reference
+
+
+class ConsentProvision(_BackboneElement):
+    type: CodeType | None = None
+    period: Period | None = None
+    actor: list[ConsentProvisionActor] | None = None
+    action: list[CodeableConcept] | None = None
+    securityLabel: list[Coding] | None = None
+    purpose: list[Coding] | None = None
+    class_fhir: list[Coding] | None = Field(default=None, alias="class")
+    code: list[CodeableConcept] | None = None
+    dataPeriod: Period | None = None
+    data: list[ConsentProvisionData] | None = None
+    provision: list["ConsentProvision"] | None = None
+
+
+class Consent(BaseModel):
+    """The Consent resource, limited to the elements above."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resourceType: Literal["Consent"]
+    id: IdType | None = None
+    meta: Meta | None = None
+    implicitRules: UriType | None = None
+    language: CodeType | None = None
+    text: Narrative | None = None
+    extension: list[Extension] | None = None
+    modifierExtension: list[Extension] | None = None
+    identifier: list[Identifier] | None = None
+    status: CodeType
+    scope: CodeableConcept
+    category: list[CodeableConcept]
+    patient: Reference | None = None
+    dateTime: DateTimeType | None = None
+    performer: list[Reference] | None = None
+    organization: list[Reference] | None = None
+    sourceAttachment: Attachment | None = None
+    policy: list[ConsentPolicy] | None = None
+    policyRule: CodeableConcept | None = None
+    provision: ConsentProvision | None = None
+
