@@ -435,7 +435,16 @@ def _instant(value: datetime | date | str, zone: tzinfo, *, end: bool) -> dateti
     if isinstance(value, date):
         day = value + timedelta(days=1) if end else value
         return datetime.combine(day, time(), zone).astimezone(UTC)
+    if "T" in value:
+        return _instant(_leap_second(value), zone, end=end)
     return _partial_date_instant(value, zone, end=end)
+
+
+def _leap_second(value: str) -> datetime:
+    """Return the instant after second 59 of a dateTime in a leap second (`23:59:60Z`), which fhir.resources leaves as text."""
+    date_part, _, time_part = value.partition("T")
+    second_59 = datetime.fromisoformat(f"{date_part}T{time_part[:6]}59{time_part[8:]}")
+    return second_59 + timedelta(seconds=1)
 
 
 def _partial_date_instant(value: str, zone: tzinfo, *, end: bool) -> datetime:

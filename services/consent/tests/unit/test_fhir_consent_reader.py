@@ -339,6 +339,19 @@ def test_reader_date_time_given_at() -> None:
     assert policy.given_at == datetime(2026, 11, 2, 1, 30, tzinfo=UTC)
 
 
+def test_reader_leap_second() -> None:
+    # fhir.resources keeps a dateTime in a leap second as text; it is read
+    # as the instant after second 59, and an end bound includes it.
+    policy = read_fhir_consent(
+        consent({"period": {"start": "2016-12-31T23:59:60Z", "end": "2017-01-01T08:59:60.5+09:00"}}, dateTime="2016-12-31T23:59:60Z")
+    )
+
+    assert policy.given_at == datetime(2017, 1, 1, tzinfo=UTC)
+    assert policy.root.period is not None
+    assert policy.root.period.start == datetime(2017, 1, 1, tzinfo=UTC)
+    assert policy.root.period.end == datetime(2017, 1, 1, 0, 0, 0, 500001, tzinfo=UTC)
+
+
 def test_reader_keeps_no_patient_identity(consent_folder: Path) -> None:
     policy = read_fhir_consent(load_json(consent_folder / "Consent-consent-example-basic.json"))
 
