@@ -38,6 +38,8 @@ def _consent_samples() -> dict[str, dict[str, Any]]:
     samples = {path.name: json.loads(path.read_text()) for path in sorted((root / "hl7-r4-examples" / "consent").glob("Consent-*.json"))}
     for path in sorted((root / "mii-consent-xml").glob("*Consent*.xml")):
         samples[path.name] = parse_fhir_xml(path.read_bytes())
+    # An empty table would leave the tests below with nothing to check.
+    assert len(samples) >= 10, f"expected the ten Consent samples under {root}; set MEDGOV_SAMPLE_DATA"
     return samples
 
 
