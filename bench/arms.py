@@ -18,6 +18,13 @@ import structlog
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from medgov_shared.contracts.institutions import (
+    EXTRA_INSTITUTIONS_ENV,
+    Institution,
+    load_institutions_file,
+    write_institutions_file,
+)
+
 from bench import broker, database, processes, services
 from bench.gate import GateResult, check
 from bench.infrastructure import UNREACHABLE, InfrastructureDisturbed
@@ -141,9 +148,17 @@ class ServiceRun:
         self.processes: list = []
         self.bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         self.start_offsets: dict[TopicPartition, int] = {}
+        self.institutions_env: dict[str, str] = {}
 
     async def prepare(self, workload: Workload) -> None:
-        """Create the run's fresh topics and start the group at the current end of every topic the service reads."""
+        """Create the run's fresh topics and start the group at the current end of every topic the service reads.
+
+        The workload's throwaway institutions go to an extra institutions file
+        in the log folder, and MEDGOV_EXTRA_INSTITUTIONS_FILE names it for the
+        service processes.
+        """
+        if workload.institutions:
+            self.institutions_env = {EXTRA_INSTITUTIONS_ENV: str(self._write_institutions(workload.institutions))}
         for topic in workload.fresh_topics:
             await broker.create_topic(self.bootstrap, topic, 6)
         topics = await broker.topics_matching(self.bootstrap, self.spec.pattern)
@@ -170,7 +185,7 @@ class ServiceRun:
                 database=self.database_name,
                 group_id=self.group_id,
                 log_path=self.log_dir / f"{self.spec.name}-{self.run_id}-{name}.log",
-                extra_env={**self.spec.env(), f"MEDGOV_{self.spec.name.upper()}_ROLE": role},
+                extra_env={**self.spec.env(), **self.institutions_env, f"MEDGOV_{self.spec.name.upper()}_ROLE": role},
             )
             self.processes.append(process)
             try:
@@ -180,6 +195,14 @@ class ServiceRun:
 
     def pids(self) -> list[int]:
         return [process.process.pid for process in self.processes]
+
+    def _write_institutions(self, institutions: Sequence[Institution]) -> Path:
+        # An extra file that the benchmark itself was started with keeps its rows.
+        previous = os.environ.get(EXTRA_INSTITUTIONS_ENV, "").strip()
+        inherited = list(load_institutions_file(Path(previous)).values()) if previous else []
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / f"institutions-{self.spec.name}-{self.run_id}.yaml"
+        return write_institutions_file(path, [*inherited, *institutions])
 
     def cpu_s(self) -> float:
         return sum(processes.sample(pid).cpu_s for pid in self.pids())

@@ -33,7 +33,9 @@ from medgov_shared.contracts.events.catalog import (
 from medgov_shared.contracts.events.inbound import RecordConsent, RegisterDataset, RevokeConsent, SubmitApplication
 from medgov_shared.contracts.events.review import AccessGranted, ApplicationApproved, ApplicationSubmitted
 from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.contracts.institutions import Institution
 from medgov_shared.contracts.registry import inbound_topic, parse_payload, payload_class
+from medgov_shared.testing.institutions import throwaway_hospital
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = Path(os.environ.get("MEDGOV_SAMPLE_DATA", REPO_ROOT / ".." / "shared" / "data")).resolve()
@@ -45,8 +47,10 @@ CATALOG_TOPIC = "medgov.catalog.v1"
 # institutions.yaml, so its commands go to a real hospital's inbound topic.
 # No test or demo publishes for this hospital, so that topic stays quiet.
 CONSENT_HOSPITAL = "dcmc"
-# The review and catalog services accept commands from any institution id,
-# so their commands go to a fresh inbound topic per run.
+# The review and catalog commands go to a fresh inbound topic per run, of the
+# institution `bench-<run id>`. The catalog accepts datasets only from
+# registered hospitals, so the catalog workload registers that institution
+# through the extra institutions file (Workload.institutions).
 GRANTEE = "vendor-medvision"
 APPLICANT = "vendor-lunapath"
 DATA_HOLDERS = ("knuh", "knuch", "dsmc", "yumc", "dcmc")
@@ -87,6 +91,8 @@ class Workload:
     events: list[BenchEvent]
     setup: list[BenchEvent] = field(default_factory=list)
     fresh_topics: list[str] = field(default_factory=list)
+    # Throwaway institutions the service must know, passed to it in an extra institutions file.
+    institutions: list[Institution] = field(default_factory=list)
 
 
 def new_run_id() -> str:
@@ -435,7 +441,7 @@ def catalog_workload(run_id: str, count: int) -> Workload:
 
     A local registration reads two sample files (a FHIR ImagingStudy and a
     DICOM instance whose patient name raises a compliance flag); its
-    institution is a fresh id with its own inbound topic.
+    institution is a fresh hospital with its own inbound topic.
     """
     institution = f"bench-{run_id}"
     topic = inbound_topic(institution)
@@ -465,7 +471,7 @@ def catalog_workload(run_id: str, count: int) -> Workload:
 
     pattern = ["remote"] * 19 + ["local"]
     events = _mix(count, 0, pattern, {"remote": remote, "local": local})
-    return Workload(events=events, fresh_topics=[topic])
+    return Workload(events=events, fresh_topics=[topic], institutions=[throwaway_hospital(institution)])
 
 
 def dataset_id_of(run_id: str, sequence: int) -> str:

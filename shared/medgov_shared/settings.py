@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from medgov_shared.contracts.institutions import InstitutionFileError, all_institutions
 from medgov_shared.contracts.types import Region
 
 
@@ -82,9 +83,13 @@ class ServiceSettings(BaseSettings):
 
     @classmethod
     def from_environment(cls) -> Self:
-        """Read the settings from the environment; exit with status 2 and one line per problem when they are invalid."""
+        """Read the settings from the environment; exit with status 2 and one line per problem when they are invalid.
+
+        The institution registry is loaded here too, so that an invalid extra
+        institutions file stops the service at start with the same exit status.
+        """
         try:
-            return cls()
+            settings = cls()
         except ValidationError as error:
             lines = [f"medgov {cls.service_name}: invalid configuration ({cls.env_prefix()}* environment variables):"]
             for item in error.errors(include_input=False, include_url=False):
@@ -94,6 +99,12 @@ class ServiceSettings(BaseSettings):
                 lines.append(f"  {name or 'settings'}: {item['msg']}")
             sys.stderr.write("\n".join(lines) + "\n")
             raise SystemExit(2) from None
+        try:
+            all_institutions()
+        except InstitutionFileError as error:
+            sys.stderr.write(f"medgov {cls.service_name}: invalid institutions file: {error}\n")
+            raise SystemExit(2) from None
+        return settings
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -14,8 +14,7 @@ from medgov_shared.contracts.events.catalog import (
     DatasetWithdrawn,
 )
 from medgov_shared.contracts.events.inbound import RegisterDataset
-from medgov_shared.contracts.institutions import all_institutions
-from medgov_shared.contracts.types import Region
+from medgov_shared.contracts.institutions import EXTRA_INSTITUTIONS_ENV, Institution, all_institutions
 from medgov_shared.messaging.context import HandlerContext
 
 from medgov_catalog import repository
@@ -31,10 +30,27 @@ class NotFound(LookupError):
     """Raised when a dataset or flag id is unknown to this catalog."""
 
 
-def holder_region(institution_id: str, default: Region) -> Region:
-    """The registered region of the holding institution, or the installation's region for an unlisted one."""
+def registered_hospital(institution_id: str) -> Institution:
+    """Return the registered hospital that sends a RegisterDataset, or raise RegistrationRejected.
+
+    Only hospitals hold data, so a vendor, partner or council cannot register
+    a dataset. The catalog checks this itself: Kafka ACLs keep unknown
+    institutions off the broker only where an installation configures them,
+    and they do not cover the HTTP API.
+    """
     institution = all_institutions().get(institution_id)
-    return institution.region if institution else default
+    if institution is None:
+        raise RegistrationRejected(
+            f"institution '{institution_id}' is not registered on this platform, so it cannot hold datasets. "
+            f"Register it as a hospital in institutions.yaml or in the file named by {EXTRA_INSTITUTIONS_ENV}, "
+            f"restart the services, then send the command again."
+        )
+    if institution.kind != "hospital":
+        raise RegistrationRejected(
+            f"institution '{institution_id}' is registered as a {institution.kind}, but only hospitals hold datasets. "
+            f"Send the command from the hospital that holds the data."
+        )
+    return institution
 
 
 async def register_dataset(context: HandlerContext, command: RegisterDataset, settings: CatalogSettings) -> RegisteredVersion:
@@ -43,6 +59,7 @@ async def register_dataset(context: HandlerContext, command: RegisterDataset, se
     Raises RegistrationRejected (nothing stored) when the command is not
     acceptable or none of its files is.
     """
+    holder = registered_hospital(command.institution_id)
     connection = context.connection
     await repository.lock_dataset(connection, command.dataset_id)
     dataset = await repository.get_dataset(connection, command.dataset_id)
@@ -61,12 +78,11 @@ async def register_dataset(context: HandlerContext, command: RegisterDataset, se
     # A dataset belongs to its holder's region. One installation normally serves
     # only its own region's hospitals, but the local stack runs one installation
     # on one broker for all three regions.
-    region = holder_region(command.institution_id, settings.region)
-    registered = register_version(command, history, inspection, region, context.now())
+    registered = register_version(command, history, inspection, holder.region, context.now())
 
     if dataset is None:
         await repository.insert_dataset(
-            connection, command.dataset_id, command.institution_id, region.value, "local", context.now()
+            connection, command.dataset_id, command.institution_id, holder.region.value, "local", context.now()
         )
     await repository.insert_local_version(connection, registered)
     await _emit_version_events(context, registered)

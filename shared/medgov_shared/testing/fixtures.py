@@ -18,6 +18,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from medgov_shared.contracts.institutions import (
+    EXTRA_INSTITUTIONS_ENV,
+    Institution,
+    all_institutions,
+    load_institutions_file,
+    write_institutions_file,
+)
 from medgov_shared.settings import ServiceSettings
 from medgov_shared.testing.infrastructure import Infrastructure, new_jwt_secret, start_infrastructure
 from medgov_shared.testing.services import TOPIC_TAGS, unique_name
@@ -93,6 +100,36 @@ async def _drop_databases(maintenance_url: str, names: list[str]) -> None:
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+@pytest.fixture
+def register_institutions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., None]]:
+    """Return a function that adds institutions to the registry until the test ends.
+
+    The function writes them to an extra institutions file of this test, with
+    the rows of any extra file named before, and points
+    MEDGOV_EXTRA_INSTITUTIONS_FILE at it. Services in this process and the
+    subprocesses the test starts afterwards all see them. At the end the
+    variable is restored and the registry cache cleared.
+    """
+    previous = os.environ.get(EXTRA_INSTITUTIONS_ENV)
+    inherited = list(load_institutions_file(Path(previous)).values()) if previous else []
+    path = tmp_path_factory.mktemp("institutions") / "extra-institutions.yaml"
+    added: list[Institution] = []
+
+    def register(*institutions: Institution) -> None:
+        added.extend(institutions)
+        write_institutions_file(path, [*inherited, *added])
+        os.environ[EXTRA_INSTITUTIONS_ENV] = str(path)
+        all_institutions.cache_clear()
+
+    yield register
+
+    if previous is None:
+        os.environ.pop(EXTRA_INSTITUTIONS_ENV, None)
+    else:
+        os.environ[EXTRA_INSTITUTIONS_ENV] = previous
+    all_institutions.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope, wrap
 from medgov_shared.contracts.events.catalog import DatasetDescription
+from medgov_shared.testing.institutions import throwaway_hospital
 from medgov_shared.testing.services import topic_tag, unique_name, wait_until
 from medgov_shared.web.auth import issue_token
 
@@ -22,7 +23,8 @@ class PrivateTopics:
     """A private inbound topic (for a test institution) and a private stand-in for other regions' catalog topic.
 
     Other tests of the session publish to the real topics, so the catalog under
-    test consumes only these two.
+    test consumes only these two. The test institution is not registered; the
+    `topics` fixture registers it as a hospital.
     """
 
     def __init__(self, bootstrap: str) -> None:
@@ -98,7 +100,17 @@ async def read_first_records(bootstrap: str, topic: str, timeout_s: float = 20) 
 
 
 @pytest.fixture
-async def topics(infra) -> PrivateTopics:
+async def topics(infra, register_institutions) -> PrivateTopics:
+    """Private topics of a test institution that is registered as a hospital in Daegu until the test ends."""
+    private = PrivateTopics(infra.kafka_bootstrap_servers)
+    register_institutions(throwaway_hospital(private.institution))
+    await private.create()
+    return private
+
+
+@pytest.fixture
+async def unregistered_topics(infra) -> PrivateTopics:
+    """Private topics of a test institution that the registry does not list."""
     private = PrivateTopics(infra.kafka_bootstrap_servers)
     await private.create()
     return private

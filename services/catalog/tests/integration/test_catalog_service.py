@@ -12,7 +12,9 @@ from medgov_shared.contracts.events.catalog import (
 )
 from medgov_shared.contracts.events.inbound import RegisterDataset
 from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.contracts.types import Region
 from medgov_shared.messaging import dlq
+from medgov_shared.testing.institutions import throwaway_hospital
 from medgov_shared.testing.services import http_client, running, unique_name, wait_until
 
 from medgov_catalog.main import build_service
@@ -89,6 +91,78 @@ async def test_inbound_command_from_wrong_publisher_dead_lettered(infra, topics,
     headers = dlq.headers_dict(letters[0].headers)
     assert "description.publisher is 'knuh'" in headers[dlq.ERROR]
     assert stored == 0
+
+
+async def test_inbound_command_from_unknown_institution_dead_lettered(infra, unregistered_topics, catalog_settings, describe):
+    topics = unregistered_topics
+    dataset_id = unique_name("ds-unknown").replace("_", "-")
+    command = RegisterDataset(
+        institution_id=topics.institution,
+        dataset_id=dataset_id,
+        description=describe(topics.institution),
+        files=tuple(CLEAN_FILES),
+        subjects=(),
+    )
+
+    async with running(_service(catalog_settings(), topics)) as service:
+        await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
+        letters = await read_first_records(infra.kafka_bootstrap_servers, f"{topics.inbound}.dlq")
+        stored = await service.pool.fetchval("SELECT count(*) FROM datasets WHERE dataset_id = $1", dataset_id)
+        versions = await service.pool.fetchval("SELECT count(*) FROM dataset_versions WHERE dataset_id = $1", dataset_id)
+        outbox = await service.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", dataset_id)
+
+    headers = dlq.headers_dict(letters[0].headers)
+    assert headers[dlq.REASON] == "rejected"
+    assert f"RegisterDataset '{dataset_id}' rejected" in headers[dlq.ERROR]
+    assert f"institution '{topics.institution}' is not registered" in headers[dlq.ERROR]
+    assert "Register it as a hospital" in headers[dlq.ERROR]
+    assert stored == 0
+    assert versions == 0
+    assert outbox == 0
+
+
+async def test_upload_by_non_hospital_rejected(topics, catalog_settings, describe, token):
+    vendor = token(["hospital"], institution="vendor-medvision")
+    dataset_id = unique_name("ds-vendor").replace("_", "-")
+    body = {
+        "dataset_id": dataset_id,
+        "description": describe("vendor-medvision").model_dump(mode="json"),
+        "files": CLEAN_FILES,
+    }
+
+    async with running(_service(catalog_settings(), topics)) as service, http_client(service) as client:
+        response = await client.post("/datasets", json=body, headers=vendor)
+        stored = await service.pool.fetchval("SELECT count(*) FROM datasets WHERE dataset_id = $1", dataset_id)
+
+    assert response.status_code == 422
+    assert "institution 'vendor-medvision' is registered as a vendor" in response.json()["detail"]
+    assert stored == 0
+
+
+async def test_extra_hospital_registers_in_its_region(infra, unregistered_topics, register_institutions, catalog_settings, describe):
+    topics = unregistered_topics
+    register_institutions(throwaway_hospital(topics.institution, Region.GWANGJU))
+    dataset_id = unique_name("ds-extra").replace("_", "-")
+    command = RegisterDataset(
+        institution_id=topics.institution,
+        dataset_id=dataset_id,
+        description=describe(topics.institution),
+        files=tuple(CLEAN_FILES),
+        subjects=(),
+    )
+
+    async with running(_service(catalog_settings(), topics)) as service:
+        await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
+        region = await wait_until(
+            lambda: service.pool.fetchval("SELECT region FROM datasets WHERE dataset_id = $1", dataset_id),
+            message="dataset of the extra hospital stored",
+        )
+        events = await read_events(infra.kafka_bootstrap_servers, CATALOG_TOPIC, dataset_id, expected=1)
+
+    assert region == "gwangju"
+    assert events[0].type == "DatasetRegistered"
+    assert events[0].data["institution_id"] == topics.institution
+    assert events[0].data["region"] == "gwangju"
 
 
 async def test_upload_register_search_and_report(infra, topics, catalog_settings, describe, token, sample_data, tmp_path):
