@@ -77,7 +77,7 @@ def _read_validated(consent: AnyConsent, *, institution_ids: Collection[str] | N
             path=root.path,
         )
 
-    given_at = _instant(consent.dateTime, local_zone, end=False) if consent.dateTime else None
+    given_at = _instant(consent.dateTime, local_zone, end=False, path="dateTime") if consent.dateTime else None
     return ConsentPolicy(root=root, source="fhir", fhir_id=consent.id, given_at=given_at, notes=tuple(reader.notes))
 
 
@@ -119,12 +119,18 @@ def _validate(resource: Mapping[str, Any]) -> AnyConsent:
         raise ConsentRejected(
             RejectionReason.NOT_A_CONSENT, f"resourceType is {resource_type!r}; expected 'Consent'", path="resourceType"
         )
+    _check_raw_shape(resource)
     try:
         return fhir_consent_model.Consent.model_validate(resource)
     except ValidationError:
         pass  # not covered by the narrower model, so fhir.resources decides and names the problem
     try:
         return Consent.model_validate(dict(resource))
+    except (AttributeError, TypeError, KeyError) as error:
+        # Some of fhir.resources' own validators fail this way on odd input, such as a string for `_status`.
+        raise ConsentRejected(
+            RejectionReason.MALFORMED_FHIR, f"invalid FHIR R4 Consent: its validation failed with {type(error).__name__}: {error}"
+        ) from error
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "Consent"
@@ -138,6 +144,39 @@ def _validate(resource: Mapping[str, Any]) -> AnyConsent:
             f"invalid FHIR R4 Consent ({error.error_count()} errors), first: {problem}",
             path=location,
         ) from error
+
+
+# A real Consent nests a few levels (the MII broad consent 8). fhir.resources
+# fails with RecursionError from about 120 nested provisions, and storing a
+# deep document fails too, so deeper resources are rejected before either.
+MAX_NESTING = 64
+
+# Elements of types date, dateTime and instant that a Consent can contain.
+# FHIR JSON gives them as strings, but pydantic would read a number as Unix time.
+_DATE_KEYS = frozenset({"dateTime", "start", "end", "lastUpdated", "creation", "valueDate", "valueDateTime", "valueInstant"})
+
+
+def _check_raw_shape(resource: Mapping[str, Any]) -> None:
+    """Raise ConsentRejected for nesting deeper than MAX_NESTING or a number given for a date."""
+    pending: list[tuple[Any, str, int]] = [(resource, "Consent", 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ConsentRejected(
+                RejectionReason.MALFORMED_FHIR, f"the resource nests deeper than {MAX_NESTING} levels", path=path
+            )
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if key in _DATE_KEYS and isinstance(item, (int, float)):
+                    raise ConsentRejected(
+                        RejectionReason.MALFORMED_FHIR,
+                        f"a date is a string in FHIR JSON, such as \"2026-11-02\", got the number {item!r}",
+                        path=f"{path}.{key}",
+                    )
+                if isinstance(item, (Mapping, list)):
+                    pending.append((item, f"{path}.{key}", depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value) if isinstance(item, (Mapping, list)))
 
 
 def _reject_modifier_extensions(extensions: list[Any] | None, path: str) -> None:
@@ -158,7 +197,15 @@ def _require_active(consent: AnyConsent) -> None:
     )
 
 
+def _required(value: Any, path: str) -> Any:
+    # fhir.resources accepts null for a required complex element; the reader cannot.
+    if value is None:
+        raise ConsentRejected(RejectionReason.MALFORMED_FHIR, "the element is required but missing or null", path=path)
+    return value
+
+
 def _require_data_use_scope(consent: AnyConsent) -> None:
+    _required(consent.scope, "scope")
     scope_codes = _codes(consent.scope.coding or [], codes.CONSENT_SCOPE_SYSTEM)
     if scope_codes & codes.DATA_USE_SCOPES:
         return
@@ -253,8 +300,8 @@ class _ProvisionReader:
             conditions.fields["data_period"] = self._period(element.dataPeriod, f"{conditions.path}.dataPeriod")
 
     def _period(self, period: AnyPeriod, path: str) -> Period:
-        start = _instant(period.start, self.local_zone, end=False) if period.start else None
-        end = _instant(period.end, self.local_zone, end=True) if period.end else None
+        start = _instant(period.start, self.local_zone, end=False, path=f"{path}.start") if period.start else None
+        end = _instant(period.end, self.local_zone, end=True, path=f"{path}.end") if period.end else None
         try:
             return Period(start=start, end=end)
         except ValueError as error:
@@ -293,7 +340,8 @@ class _ProvisionReader:
         recipients: set[str] = set()
         for index, actor in enumerate(element.actor or []):
             where = f"{conditions.path}.actor[{index}]"
-            institution = self._institution(actor.reference, f"{where}.reference")
+            _required(actor.role, f"{where}.role")
+            institution = self._institution(_required(actor.reference, f"{where}.reference"), f"{where}.reference")
             roles = _codes(actor.role.coding or [], codes.PARTICIPATION_SYSTEM)
             role_names = ", ".join(sorted(_describe_codings(actor.role.coding or [])))
             target = _describe_reference(actor.reference)
@@ -399,7 +447,7 @@ class _ProvisionReader:
             return
         datasets: set[str] = set()
         for index, item in enumerate(element.data):
-            identifier = item.reference.identifier
+            identifier = _required(item.reference, f"{conditions.path}.data[{index}].reference").identifier
             if identifier is not None and identifier.system == codes.DATASET_SYSTEM and identifier.value:
                 datasets.add(identifier.value)
                 continue
@@ -425,8 +473,20 @@ def _duo_code(code: str | None, path: str) -> str:
         raise ConsentRejected(RejectionReason.UNSUPPORTED_CONDITION, str(error), path=path) from error
 
 
-def _instant(value: datetime | date | str, zone: tzinfo, *, end: bool) -> datetime:
-    """Return a FHIR date or dateTime as a UTC instant: its start, or for `end` the first instant after it."""
+def _instant(value: datetime | date | str, zone: tzinfo, *, end: bool, path: str) -> datetime:
+    """Return a FHIR date or dateTime as a UTC instant: its start, or for `end` the first instant after it.
+
+    Raise ConsentRejected for a date whose instant falls outside years 1 to 9999 in UTC.
+    """
+    try:
+        return _utc_instant(value, zone, end=end)
+    except (OverflowError, ValueError):
+        raise ConsentRejected(
+            RejectionReason.MALFORMED_FHIR, f"{value} is outside the dates the platform can store (years 1 to 9999 in UTC)", path=path
+        ) from None
+
+
+def _utc_instant(value: datetime | date | str, zone: tzinfo, *, end: bool) -> datetime:
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=zone)
         # Python datetimes resolve microseconds, so one microsecond later is
@@ -436,7 +496,7 @@ def _instant(value: datetime | date | str, zone: tzinfo, *, end: bool) -> dateti
         day = value + timedelta(days=1) if end else value
         return datetime.combine(day, time(), zone).astimezone(UTC)
     if "T" in value:
-        return _instant(_leap_second(value), zone, end=end)
+        return _utc_instant(_leap_second(value), zone, end=end)
     return _partial_date_instant(value, zone, end=end)
 
 

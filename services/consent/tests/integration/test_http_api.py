@@ -191,6 +191,39 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert foreign_revocation.json()["detail"]["code"] == "not_consent_recorder"
 
 
+async def test_hospital_upload_extreme_values(service: Service, jwt_secret: str, sample_data: Path) -> None:
+    knuh = bearer(jwt_secret, roles=["hospital"], institution="knuh")
+    subject = new_subject()
+    basic = json.loads((sample_data / CONSENT_FOLDER / "Consent-consent-example-basic.json").read_text())
+    mii = (sample_data / "fhir" / "mii-consent-xml" / "Example_MII_Consent_Einwilligung_2.xml").read_bytes()
+    nested = b"<provision><type value=\"deny\"/>" * 60 + b"</provision>" * 60
+    xml_headers = {**knuh, "Content-Type": "application/fhir+xml"}
+
+    async with http_client(service) as client:
+        deep_xml = await client.post(
+            "/v1/hospital/consents/xml", params={"subject": subject, "consent_id": "cns-knuh-0101"},
+            content=mii.replace(b"</provision>\n</Consent>", nested + b"</provision>\n</Consent>", 1), headers=xml_headers,
+        )
+        far_date = {**basic, "provision": {"period": {"start": "2020-01-01", "end": "9999-12-31"}}}
+        far_end = await client.post(
+            "/v1/hospital/consents", json={"subject": subject, "consent_id": "cns-knuh-0102", "fhir_consent": far_date}, headers=knuh
+        )
+        year_zero = await client.post(
+            "/v1/hospital/revocations",
+            json={"subject": subject, "consent_id": "cns-knuh-0102", "effective_at": "0001-01-01T00:00:00+09:00"},
+            headers=knuh,
+        )
+
+    assert deep_xml.status_code == 422, deep_xml.text
+    assert deep_xml.json()["detail"]["code"] == "malformed_fhir"
+    assert "nests deeper than 64 levels" in deep_xml.json()["detail"]["message"]
+    assert far_end.status_code == 422, far_end.text
+    assert far_end.json()["detail"]["code"] == "malformed_fhir"
+    assert far_end.json()["detail"]["path"] == "provision.period.end"
+    assert year_zero.status_code == 422, year_zero.text
+    assert "falls outside years 1 to 9999 in UTC" in year_zero.text
+
+
 async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenario: Scenario) -> None:
     await scenario.publish_dataset()
     await wait_for_members(service, scenario.dataset_id, len(scenario.subjects))

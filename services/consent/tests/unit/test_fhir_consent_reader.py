@@ -352,6 +352,88 @@ def test_reader_leap_second() -> None:
     assert policy.root.period.end == datetime(2017, 1, 1, 0, 0, 0, 500001, tzinfo=UTC)
 
 
+def nested_provisions(levels: int) -> dict[str, Any]:
+    root: dict[str, Any] = {"type": "permit"}
+    provision = root
+    for _ in range(levels):
+        provision["provision"] = [{"type": "permit"}]
+        provision = provision["provision"][0]
+    return root
+
+
+def test_reader_reads_nested_provisions() -> None:
+    policy = read_fhir_consent(consent(nested_provisions(20)))
+
+    assert policy.root.provisions
+
+
+def test_reader_rejects_deep_nesting() -> None:
+    error = rejection(consent(nested_provisions(40)))
+
+    assert error.reason is RejectionReason.MALFORMED_FHIR
+    assert "nests deeper than 64 levels" in error.message
+    assert error.path is not None
+    assert error.path.startswith("Consent.provision.provision[0]")
+
+
+@pytest.mark.parametrize(
+    ("changes", "path"),
+    [
+        ({"provision": {"period": {"start": "0001-01-01"}}}, "provision.period.start"),
+        ({"provision": {"period": {"end": "9999-12-31"}}}, "provision.period.end"),
+        ({"provision": {"period": {"end": "9999"}}}, "provision.period.end"),
+        ({"provision": {"dataPeriod": {"end": "9999-12"}}}, "provision.dataPeriod.end"),
+        ({"dateTime": "0001-01-01T00:00:00+14:00"}, "dateTime"),
+    ],
+)
+def test_reader_rejects_dates_beyond_range(changes: dict[str, Any], path: str) -> None:
+    error = rejection(consent(changes.get("provision"), **{key: value for key, value in changes.items() if key != "provision"}))
+
+    assert error.reason is RejectionReason.MALFORMED_FHIR
+    assert error.path == path
+    assert "years 1 to 9999" in error.message
+
+
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        (consent({"period": {"start": 2016}}), "Consent.provision.period.start"),
+        (consent(None, dateTime=1700000000), "Consent.dateTime"),
+    ],
+)
+def test_reader_rejects_number_for_date(resource: dict[str, Any], path: str) -> None:
+    error = rejection(resource)
+
+    assert error.reason is RejectionReason.MALFORMED_FHIR
+    assert error.path == path
+    assert "a date is a string" in error.message
+
+
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        (consent({"actor": [{"role": {"coding": [{"system": PARTICIPATION, "code": "CST"}]}, "reference": None}]}),
+         "provision.actor[0].reference"),
+        (consent({"actor": [{"role": None, "reference": {"reference": "Organization/knuh"}}]}), "provision.actor[0].role"),
+        (consent({"data": [{"meaning": "instance", "reference": None}]}), "provision.data[0].reference"),
+        (consent(None, scope=None), "scope"),
+    ],
+)
+def test_reader_rejects_null_required_element(resource: dict[str, Any], path: str) -> None:
+    error = rejection(resource)
+
+    assert error.reason is RejectionReason.MALFORMED_FHIR
+    assert error.path == path
+
+
+def test_reader_rejects_validator_failure() -> None:
+    # fhir.resources' primitive extension check raises AttributeError on a string for `_status`.
+    error = rejection(consent(None, _status="2016"))
+
+    assert error.reason is RejectionReason.MALFORMED_FHIR
+    assert "AttributeError" in error.message
+
+
 def test_reader_keeps_no_patient_identity(consent_folder: Path) -> None:
     policy = read_fhir_consent(load_json(consent_folder / "Consent-consent-example-basic.json"))
 
