@@ -32,6 +32,9 @@ XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
 # A consent document is a few kilobytes; a bound keeps a hostile upload from
 # costing memory before any check runs.
 MAX_DOCUMENT_BYTES = 1_000_000
+# The conversion below recurses once per element. The JSON reader rejects a
+# resource deeper than 64 levels; this bound leaves room for a narrative's XHTML.
+MAX_ELEMENT_DEPTH = 100
 
 # fhir_core derives the key of its type table from the module path; asking it
 # keeps this module in step with the installed release.
@@ -61,10 +64,24 @@ def parse_fhir_xml(document: bytes | str) -> dict[str, Any]:
     except ElementTree.ParseError as error:
         raise FhirXmlError(f"document is not well-formed XML: {error}") from error
 
+    deepest = _deepest(root)
+    if deepest > MAX_ELEMENT_DEPTH:
+        raise FhirXmlError(f"document nests elements {deepest} levels deep; at most {MAX_ELEMENT_DEPTH} are read")
     namespace, resource_type = _split_tag(root.tag)
     if namespace != FHIR_NAMESPACE:
         raise FhirXmlError(f"root element {root.tag!r} is not in the FHIR namespace {FHIR_NAMESPACE}")
     return _resource_to_json(root, resource_type, resource_type)
+
+
+def _deepest(root: ElementTree.Element) -> int:
+    """Return the nesting depth of the element tree, counted without recursion."""
+    deepest = 0
+    pending = [(root, 1)]
+    while pending:
+        element, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in element)
+    return deepest
 
 
 def _resource_to_json(element: ElementTree.Element, resource_type: str, path: str) -> dict[str, Any]:
@@ -126,7 +143,11 @@ def _child_to_json(child: ElementTree.Element, field: FieldInfo, path: str) -> t
     """Return (JSON value, primitive extension object or None) of one child element."""
     type_name = get_fhir_type_name(field, prefix=_TYPE_PREFIX)
     if type_name == "xhtml":
-        return _xhtml_text(child), None
+        try:
+            return _xhtml_text(child), None
+        except ValueError as error:
+            # ElementTree cannot write an element without a namespace inside the XHTML default namespace.
+            raise FhirXmlError(f"{path}: the narrative cannot be written as XHTML: {error}") from None
     if is_primitive_type(field):
         return _primitive_to_json(child, type_name, path)
     if type_name == "Resource":

@@ -83,6 +83,15 @@ def test_xml_contained_resource() -> None:
         ('<Consent xmlns="http://hl7.org/fhir"><status value="active" colour="x"/></Consent>', "colour"),
         ('<Consent xmlns="http://hl7.org/fhir"><status value="active">', "not well-formed"),
         ('<Spaceship xmlns="http://hl7.org/fhir"/>', "not a FHIR R4 resource type"),
+        (
+            '<Consent xmlns="http://hl7.org/fhir"><text><status value="generated"/>'
+            '<div xmlns="http://www.w3.org/1999/xhtml"><p xmlns="">x</p></div></text></Consent>',
+            "Consent.text.div: the narrative cannot be written as XHTML",
+        ),
+        (
+            '<Consent xmlns="http://hl7.org/fhir">' + "<provision>" * 120 + "</provision>" * 120 + "</Consent>",
+            "nests elements 121 levels deep; at most 100 are read",
+        ),
     ],
 )
 def test_xml_rejects(document: str, message: str) -> None:
