@@ -247,6 +247,16 @@ def test_naive_datetime_rejected():
     assert "effective_at" in str(error.value)
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+09:00", "9999-12-31T23:00:00-09:00"])
+def test_time_beyond_utc_range_rejected(text):
+    # Valid in its own zone, but before year 1 or after year 9999 in UTC.
+    with pytest.raises(ValidationError) as error:
+        ConsentRevoked.model_validate(revoked(effective_at=text))
+
+    assert "effective_at" in str(error.value)
+    assert "falls outside years 1 to 9999 in UTC" in str(error.value)
+
+
 @pytest.mark.timesensitive
 def test_naive_datetime_object_rejected():
     with pytest.raises(ValidationError) as error:

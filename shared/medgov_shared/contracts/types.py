@@ -45,7 +45,11 @@ class Severity(StrEnum):
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # pydantic reports a ValueError as a validation error, but lets an OverflowError through.
+        raise ValueError(f"{value.isoformat()} falls outside years 1 to 9999 in UTC") from None
 
 
 # Every timestamp on the bus is timezone-aware and normalized to UTC.
