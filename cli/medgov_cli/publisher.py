@@ -268,11 +268,12 @@ class HospitalPublisher:
         new envelope would be applied twice.
         """
         assert self._producer is not None, "use `async with HospitalPublisher(...)`"
+        value = envelope.to_json()
         delay = 0.2
         for attempt in range(1, self.max_attempts + 1):
             try:
                 await asyncio.wait_for(
-                    self._producer.send_and_wait(self.topic, value=envelope.to_json(), key=envelope.subject.encode()),
+                    self._producer.send_and_wait(self.topic, value=value, key=envelope.subject.encode()),
                     timeout=SEND_TIMEOUT_S,
                 )
                 return str(envelope.id)
@@ -299,6 +300,12 @@ class HospitalPublisher:
                 continue
             try:
                 event_id = await self.send(item)
+            except (ValueError, TypeError) as error:
+                # Raised before anything is sent, for example by a document nested too deep to write as JSON.
+                report.outcomes.append(RecordOutcome(
+                    index, label, False, item.event_type, reason=f"not sent: the command cannot be written as JSON: {error}"
+                ))
+                continue
             except _TRANSIENT as error:
                 unavailable_at = label
                 report.outcomes.append(RecordOutcome(

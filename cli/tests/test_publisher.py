@@ -175,6 +175,42 @@ async def test_batch_stops_when_broker_stays_away(sample_data, monkeypatch):
     ]
 
 
+class RecordingProducer:
+    """Records every send; the broker stores each one."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_and_wait(self, topic, value, key):  # noqa: ANN001, ANN201 - AIOKafkaProducer's signature
+        self.sent.append(value)
+
+
+async def test_unwritable_command_reported_and_batch_goes_on(sample_data):
+    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
+                                 pseudonym_key=secrets.token_hex(32))
+    publisher = HospitalPublisher(settings, "knuh")
+    producer = RecordingProducer()
+    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    provision = {"period": resource["provision"]["period"]}
+    deep = {**resource, "provision": provision}
+    for _ in range(150):  # deeper than pydantic writes as JSON
+        provision["provision"] = [{"type": "deny"}]
+        provision = provision["provision"][0]
+    items = [
+        ("first.json", publisher.consent_command(resource, read_locally=False)),
+        ("deep.json", publisher.consent_command(deep, read_locally=False)),
+        ("last.json", publisher.consent_command(resource, read_locally=False)),
+    ]
+
+    report = await publisher.publish_all(items)
+
+    assert [item.label for item in report.accepted] == ["first.json", "last.json"]
+    assert [item.label for item in report.rejected] == ["deep.json"]
+    assert report.rejected[0].reason.startswith("not sent: the command cannot be written as JSON")
+    assert len(producer.sent) == 2
+
+
 def test_consent_patient_string_rejected(sample_data):
     settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
                                  pseudonym_key=secrets.token_hex(32))
