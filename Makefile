@@ -56,5 +56,6 @@ k8s-validate: install ## Render every Kustomize overlay and validate it offline
 docs: install ## Regenerate docs/asyncapi.yaml and docs/schemas from the contracts
 	$(PYTHON) -m medgov_shared.asyncapi docs
 
-clean: down ## Stop the infrastructure and remove local state
+clean: ## Stop the infrastructure and remove local state (var/ and the PostgreSQL directory under /tmp)
+	$(LAUNCHER) clean
 	rm -rf var

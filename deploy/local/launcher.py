@@ -1155,11 +1155,20 @@ def status() -> dict[str, dict[str, str]]:
     return result
 
 
+def clean() -> None:
+    """Stop both servers and delete PostgreSQL's scratch directory, which lives outside var/."""
+    down()
+    scratch = _postgres_scratch_dir()
+    if scratch.exists():
+        shutil.rmtree(scratch)
+        log.info("PostgreSQL: removed %s", scratch)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Start and stop the local Kafka broker and PostgreSQL server of medgov.",
     )
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "clean"])
     parser.add_argument(
         "--with-security", action="store_true",
         help="also open a SASL_SSL listener with SCRAM-SHA-512 and ACLs on port "
@@ -1173,6 +1182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             up(with_security=args.with_security)
         elif args.command == "down":
             down()
+        elif args.command == "clean":
+            clean()
         elif args.command == "status":
             report = status()
             for name, fields in report.items():
