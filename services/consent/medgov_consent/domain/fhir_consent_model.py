@@ -1,13 +1,16 @@
-"""A narrower model of FHIR R4 Consent, for the elements consent exports use, that pydantic validates without Python hooks.
+"""A narrower model of FHIR R4 Consent, for the elements consent exports use, that pydantic validates almost without Python code.
 
 fhir.resources validates every complex element through a Python wrapper
 and two model validators, which made the Consent check the largest cost of
 recording a consent (ADR 0032). The models here cover the elements the
 platform's samples and the reader use, with fhir.resources' own primitive
-types, and forbid every other key, so that anything they accept
-fhir.resources accepts too. The reader tries them first and falls back to
+types, and forbid every other key. The only Python check is the one value
+of an Extension. The reader tries them first and falls back to
 fhir.resources when they reject, which then accepts the resource or gives
-its own error message. The narrower set leaves out on purpose:
+its own error message. Within the nesting depth the reader allows, anything
+these models accept fhir.resources accepts too. fhir.resources fails on much
+deeper resources, which these models would read, so the reader rejects those
+before either model runs. The narrower set leaves out on purpose:
 
 - `contained`, `verification`, `sourceReference`, `fhir_comments`, the
   primitive extension keys (`_status` ...) and Python attribute names given
@@ -15,9 +18,9 @@ its own error message. The narrower set leaves out on purpose:
 - in Extension, value types other than those listed, and in Identifier,
   `type`, `period` and `assigner`.
 
-tests/unit/test_fhir_consent_model.py compares each model with its
-fhir.resources counterpart and runs both on the samples and on mutations
-of them.
+services/consent/tests/unit/test_fhir_consent_model.py compares each model
+with its fhir.resources counterpart and runs both on the samples and on
+mutations of them.
 """
 
 from typing import Literal, Self
