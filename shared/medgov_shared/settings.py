@@ -58,6 +58,15 @@ class ServiceSettings(BaseSettings):
     jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256/ES256 bearer tokens.")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Handler attempts before a message is dead-lettered.")
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_fetch_min_bytes: int = Field(
+        default=16 * 1024, ge=1, le=1024 * 1024,
+        description="Bytes the broker gathers before it responds to a fetch, unless consumer_fetch_max_wait_ms passes first. "
+        "Larger values mean fewer, fuller fetches under load (ADR 0034).",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=20, ge=0, le=500,
+        description="Maximum time, in milliseconds, the broker holds a fetch that has fewer than consumer_fetch_min_bytes.",
+    )
     drain_timeout_s: float = Field(default=20.0, gt=0, description="How long SIGTERM waits for the in-flight batch.")
     relay_poll_interval_s: float = Field(default=1.0, gt=0, description="Outbox polling when no NOTIFY arrives.")
     role: Literal["all", "worker", "relay"] = Field(
