@@ -154,10 +154,14 @@ async def test_events_pay_subsidy_milestone_and_clawback(grants_settings, input_
         await wait_until(lambda: _applied_at_least(service, len(events) + 1), message=f"{len(events)} events applied")
         held = await service.pool.fetch("SELECT payout_id, status FROM pending_payouts ORDER BY payout_id")
 
-        await input_topics.publish([cleared("flag-1"), DatasetWithdrawn(
+        # One at a time for the same reason: a withdrawal applied before the
+        # clearance would cancel the held subsidy instead of clawing it back.
+        await input_topics.publish([cleared("flag-1")])
+        await wait_until(lambda: _applied_at_least(service, len(events) + 2), message="clearance applied")
+        await input_topics.publish([DatasetWithdrawn(
             dataset_id=dataset_id, institution_id="knuh", reason="Source system retired", withdrawn_at=T0 + timedelta(days=3)
         )])
-        await wait_until(lambda: _applied_at_least(service, len(events) + 3), message="clearance and withdrawal applied")
+        await wait_until(lambda: _applied_at_least(service, len(events) + 3), message="withdrawal applied")
         final = await balances(service)
         disbursed = await outbox_events(service, "GrantDisbursed")
         awards = await outbox_events(service, "SubsidyAwarded")
