@@ -116,6 +116,18 @@ async def _partitions(consumer):
     return consumer.partitions_for_topic("medgov.inbound.knuh.v1")
 
 
+def offline_publisher(producer, **options) -> HospitalPublisher:  # noqa: ANN001 - any object with send_and_wait
+    """Return a publisher for knuh whose broker is `producer`, a stand-in."""
+    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu", pseudonym_key=secrets.token_hex(32))
+    publisher = HospitalPublisher(settings, "knuh", **options)
+    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
+    return publisher
+
+
+def basic_consent(sample_data) -> dict:  # noqa: ANN001
+    return json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+
+
 class FlakyProducer:
     """Records every send; the first one times out after it reached the broker, as a lost acknowledgement does."""
 
@@ -129,12 +141,9 @@ class FlakyProducer:
 
 
 async def test_retry_resends_same_event_id(sample_data):
-    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
-                                 pseudonym_key=secrets.token_hex(32))
-    publisher = HospitalPublisher(settings, "knuh")
     producer = FlakyProducer()
-    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
-    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    publisher = offline_publisher(producer)
+    resource = basic_consent(sample_data)
 
     event_id = await publisher.send(publisher.consent_command(resource))
 
@@ -156,12 +165,9 @@ class GoneProducer:
 
 async def test_batch_stops_when_broker_stays_away(sample_data, monkeypatch):
     monkeypatch.setattr(publisher_module, "SEND_TIMEOUT_S", 0.05)
-    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
-                                 pseudonym_key=secrets.token_hex(32))
-    publisher = HospitalPublisher(settings, "knuh", max_attempts=2)
     producer = GoneProducer()
-    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
-    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    publisher = offline_publisher(producer, max_attempts=2)
+    resource = basic_consent(sample_data)
     items = [(f"c-{index}.json", publisher.consent_command(resource)) for index in range(3)]
 
     report = await asyncio.wait_for(publisher.publish_all(items), timeout=10)
@@ -186,12 +192,9 @@ class RecordingProducer:
 
 
 async def test_unwritable_command_reported_and_batch_goes_on(sample_data):
-    settings = PublisherSettings(kafka_bootstrap_servers="127.0.0.1:9", region="daegu",
-                                 pseudonym_key=secrets.token_hex(32))
-    publisher = HospitalPublisher(settings, "knuh")
     producer = RecordingProducer()
-    publisher._producer = producer  # noqa: SLF001 - the test stands in for the broker
-    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    publisher = offline_publisher(producer)
+    resource = basic_consent(sample_data)
     provision = {"period": resource["provision"]["period"]}
     deep = {**resource, "provision": provision}
     for _ in range(150):  # deeper than pydantic writes as JSON

@@ -29,6 +29,17 @@ CLEAN_FILES = [
 ]
 
 
+def clean_registration(institution_id, dataset_id, describe):  # type: ignore[no-untyped-def]
+    """A RegisterDataset of the clean sample files, described as coming from `institution_id`."""
+    return RegisterDataset(
+        institution_id=institution_id,
+        dataset_id=dataset_id,
+        description=describe(institution_id),
+        files=tuple(CLEAN_FILES),
+        subjects=(),
+    )
+
+
 def _service(settings, topics):
     return build_service(settings, consumes=[topics.catalog, topics.inbound], consume_inbound=False)
 
@@ -96,13 +107,7 @@ async def test_inbound_command_from_wrong_publisher_dead_lettered(infra, topics,
 async def test_inbound_command_from_unknown_institution_dead_lettered(infra, unregistered_topics, catalog_settings, describe):
     topics = unregistered_topics
     dataset_id = unique_name("ds-unknown").replace("_", "-")
-    command = RegisterDataset(
-        institution_id=topics.institution,
-        dataset_id=dataset_id,
-        description=describe(topics.institution),
-        files=tuple(CLEAN_FILES),
-        subjects=(),
-    )
+    command = clean_registration(topics.institution, dataset_id, describe)
 
     async with running(_service(catalog_settings(), topics)) as service:
         await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
@@ -143,13 +148,7 @@ async def test_extra_hospital_registers_in_its_region(infra, unregistered_topics
     topics = unregistered_topics
     register_institutions(throwaway_hospital(topics.institution, Region.GWANGJU))
     dataset_id = unique_name("ds-extra").replace("_", "-")
-    command = RegisterDataset(
-        institution_id=topics.institution,
-        dataset_id=dataset_id,
-        description=describe(topics.institution),
-        files=tuple(CLEAN_FILES),
-        subjects=(),
-    )
+    command = clean_registration(topics.institution, dataset_id, describe)
 
     async with running(_service(catalog_settings(), topics)) as service:
         await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
