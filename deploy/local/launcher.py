@@ -824,10 +824,13 @@ def _postgres_scratch_dir() -> Path:
 
     It sits under /tmp rather than var/ because the checkout may be under a
     directory that the postgres user cannot traverse. MEDGOV_PG_DIR overrides
-    it. The short hash keeps two checkouts, or two state directories, apart.
+    it for the default state directory only: a private pair (MEDGOV_LOCAL_VAR_DIR,
+    as the chaos run and the benchmark start) must never share, and on removal
+    delete, the cluster of the checkout's own pair. The short hash keeps two
+    checkouts, or two state directories, apart.
     """
     configured = os.environ.get("MEDGOV_PG_DIR")
-    if configured:
+    if configured and VAR_DIR == DEFAULT_VAR_DIR:
         return Path(configured)
     # A private state directory gets its own cluster; the default keeps the
     # name it always had, so an existing cluster is found again.

@@ -67,3 +67,17 @@ def test_bare_up_keeps_last_security_mode(tmp_path, monkeypatch):
     launcher.up()
 
     assert started_secure == [False, True]
+
+
+def test_private_pair_ignores_the_checkout_postgres_directory(tmp_path, monkeypatch):
+    # A private pair removes its PostgreSQL directory after a run; the checkout's must never be it.
+    monkeypatch.setenv("MEDGOV_PG_DIR", str(tmp_path / "checkout-pg"))
+    private = load_launcher(tmp_path / "private", monkeypatch)._postgres_scratch_dir()
+    monkeypatch.delenv("MEDGOV_LOCAL_VAR_DIR")
+    spec = importlib.util.spec_from_file_location("launcher_default", LAUNCHER)
+    default_launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(default_launcher)
+
+    assert default_launcher._postgres_scratch_dir() == tmp_path / "checkout-pg"
+    assert private != tmp_path / "checkout-pg"
+    assert private.name.startswith("medgov-pg-")
