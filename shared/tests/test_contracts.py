@@ -247,14 +247,38 @@ def test_naive_datetime_rejected():
     assert "effective_at" in str(error.value)
 
 
-@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+09:00", "9999-12-31T23:00:00-09:00"])
-def test_time_beyond_utc_range_rejected(text):
-    # Valid in its own zone, but before year 1 or after year 9999 in UTC.
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # Valid in their own zone, but before year 1 or after year 9999 in UTC.
+        ("0001-01-01T00:00:00+09:00", "falls outside years 1 to 9999 in UTC"),
+        ("9999-12-31T23:00:00-09:00", "falls outside years 1 to 9999 in UTC"),
+        # The two ends themselves, which asyncpg would store as -infinity and infinity.
+        ("0001-01-01T00:00:00Z", "is an end of years 1 to 9999 in UTC"),
+        ("9999-12-31T23:59:59.999999Z", "is an end of years 1 to 9999 in UTC"),
+    ],
+)
+def test_time_beyond_storable_range_rejected(text, problem):
     with pytest.raises(ValidationError) as error:
         ConsentRevoked.model_validate(revoked(effective_at=text))
 
     assert "effective_at" in str(error.value)
-    assert "falls outside years 1 to 9999 in UTC" in str(error.value)
+    assert problem in str(error.value)
+
+
+def test_time_next_to_range_end_accepted():
+    payload = ConsentRevoked.model_validate(revoked(effective_at="0001-01-01T00:00:00.000001Z"))
+
+    assert payload.effective_at == datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [20261205, 0, -62135596800, 1.5, "1733392800", " 20261205 "])
+def test_number_for_time_rejected(value):
+    # pydantic would otherwise read these as seconds since 1970.
+    with pytest.raises(ValidationError) as error:
+        ConsentRevoked.model_validate(revoked(effective_at=value))
+
+    assert "expected an ISO 8601 time with a zone" in str(error.value)
 
 
 @pytest.mark.timesensitive

@@ -1,10 +1,11 @@
 """Value types shared by the event payloads."""
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 
 class Region(StrEnum):
@@ -44,16 +45,35 @@ class Severity(StrEnum):
     HIGH = "high"
 
 
-def _to_utc(value: datetime) -> datetime:
+# asyncpg writes these two instants as -infinity and infinity and reads them
+# back without a time zone, so they cannot be stored as times.
+EARLIEST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LATEST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+_NUMBER = re.compile(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*")
+
+
+def storable_instant(value: datetime) -> datetime:
+    """Return an aware datetime in UTC; raise ValueError when it falls outside what the databases store."""
     try:
-        return value.astimezone(UTC)
+        instant = value.astimezone(UTC)
     except OverflowError:
         # pydantic reports a ValueError as a validation error, but lets an OverflowError through.
         raise ValueError(f"{value.isoformat()} falls outside years 1 to 9999 in UTC") from None
+    if instant <= EARLIEST_INSTANT or instant >= LATEST_INSTANT:
+        raise ValueError(f"{value.isoformat()} is an end of years 1 to 9999 in UTC, which the databases cannot store as a time")
+    return instant
+
+
+def _reject_numbers(value: Any) -> Any:
+    # pydantic would read a number, or a string of digits, as seconds since 1970.
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(f"expected an ISO 8601 time with a zone, such as 2026-12-05T10:00:00+09:00, got {value!r}")
+    return value
 
 
 # Every timestamp on the bus is timezone-aware and normalized to UTC.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_reject_numbers), AfterValidator(storable_instant)]
 
 InstitutionId = Annotated[
     str,

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.institutions import all_institutions
+from medgov_shared.contracts.types import storable_instant
 
 from medgov_consent.domain import duo, fhir_consent_model
 from medgov_consent.domain import fhir_codes as codes
@@ -479,7 +480,7 @@ def _instant(value: datetime | date | str, zone: tzinfo, *, end: bool, path: str
     Raise ConsentRejected for a date whose instant falls outside years 1 to 9999 in UTC.
     """
     try:
-        return _utc_instant(value, zone, end=end)
+        return storable_instant(_utc_instant(value, zone, end=end))
     except (OverflowError, ValueError):
         raise ConsentRejected(
             RejectionReason.MALFORMED_FHIR, f"{value} is outside the dates the platform can store (years 1 to 9999 in UTC)", path=path

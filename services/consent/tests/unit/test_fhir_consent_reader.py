@@ -384,6 +384,9 @@ def test_reader_rejects_deep_nesting() -> None:
         ({"provision": {"period": {"end": "9999"}}}, "provision.period.end"),
         ({"provision": {"dataPeriod": {"end": "9999-12"}}}, "provision.dataPeriod.end"),
         ({"dateTime": "0001-01-01T00:00:00+14:00"}, "dateTime"),
+        # The ends themselves: the database would store them as -infinity and infinity.
+        ({"dateTime": "0001-01-01T00:00:00Z"}, "dateTime"),
+        ({"provision": {"period": {"end": "9999-12-31T23:59:59.999998Z"}}}, "provision.period.end"),
     ],
 )
 def test_reader_rejects_dates_beyond_range(changes: dict[str, Any], path: str) -> None:
