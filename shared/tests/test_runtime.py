@@ -124,6 +124,26 @@ async def test_poison_message_dead_lettered_and_next_applied(infra, toy_topic, t
     assert "CloudEvent" in headers[dlq.ERROR]
 
 
+async def test_dead_letter_topic_created_when_missing(infra, toy_settings):
+    # A topic made without its .dlq, as someone might make an inbound topic by hand.
+    topic = f"medgov.test-{topic_tag()}.v1"
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    good = wrap(revocation("c-dlq"), source="medgov/consent", region="daegu")
+    await publish(infra.kafka_bootstrap_servers, topic, [b"{not json", good.to_json()])
+
+    async with running(build_toy(toy_settings, [topic])) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) FROM effects"), message="effect of good event")
+        letters = await read_all(infra.kafka_bootstrap_servers, f"{topic}.dlq", expected=1)
+
+    assert letters[0].value == b"{not json"
+    assert dlq.headers_dict(letters[0].headers)[dlq.REASON] == "invalid_envelope"
+
+
 async def test_handler_failure_retried_then_dead_lettered(infra, toy_topic, toy_settings):
     bad = wrap(revocation("boom-1"), source="medgov/consent", region="daegu")
     rejected = wrap(revocation("reject-1"), source="medgov/consent", region="daegu")

@@ -44,6 +44,7 @@ from medgov_shared.contracts.guards import PersonalDataError, reject_personal_da
 from medgov_shared.contracts.registry import (
     INBOUND_COMMANDS,
     UnknownEventType,
+    dlq_topic,
     institution_of_inbound_topic,
     is_inbound_command,
     parse_payload,
@@ -53,6 +54,7 @@ from medgov_shared.messaging.context import BatchableHandler, HandlerContext, Re
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_error, describe_validation_error
 from medgov_shared.messaging.kafka import consumer_options
+from medgov_shared.messaging.topics import create_missing_topics
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.observability import metrics
 from medgov_shared.observability.logging import OutageLog
@@ -166,6 +168,7 @@ class EventConsumer:
         self.handlers = dict(handlers)
         self.pattern = pattern
         self.dlq_producer = dlq_producer
+        self._dead_letter_topics: set[str] = set()  # known to exist
         self.service = settings.service_name
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
@@ -679,6 +682,7 @@ class EventConsumer:
     ) -> None:
         # Published before the batch transaction commits: a crash in between
         # publishes the dead letter again on redelivery, but never loses it.
+        await self._ensure_dead_letter_topic(record.topic)
         await send_dead_letter(self.dlq_producer, record, letter, consumer_group=self.settings.consumer_group)
         await connection.execute(
             "INSERT INTO dead_letters (event_id, topic, kafka_partition, kafka_offset, reason, error) "
@@ -688,6 +692,21 @@ class EventConsumer:
         )
         metrics.DEAD_LETTERS.labels(self.service, record.topic, letter.reason).inc()
         bound.error("event dead-lettered", reason=letter.reason, error=letter.error)
+
+    async def _ensure_dead_letter_topic(self, topic: str) -> None:
+        """Create `<topic>.dlq` if it is missing and this service creates its topics.
+
+        The pattern subscription also reads inbound topics that someone made
+        without their dead-letter topic. Sending to a missing topic fails only
+        after the producer's request timeout, and the service then exits, so
+        every restart met the same record again. Where Strimzi owns the topics
+        (create_topics off), it creates both, and nothing is checked here.
+        """
+        name = dlq_topic(topic)
+        if not self.settings.create_topics or name in self._dead_letter_topics:
+            return
+        await create_missing_topics(self.settings, {name: 1})
+        self._dead_letter_topics.add(name)
 
     async def _record_lag(self) -> None:
         now = time.monotonic()

@@ -24,6 +24,11 @@ async def ensure_topics(settings: ServiceSettings, extra: list[tuple[str, int]] 
     """Create every registry topic and its dead-letter topic that does not exist yet."""
     wanted = dict(topics_with_dead_letters(all_topics()))
     wanted.update(dict(extra or []))
+    await create_missing_topics(settings, wanted)
+
+
+async def create_missing_topics(settings: ServiceSettings, wanted: dict[str, int]) -> None:
+    """Create those of `wanted` (name to partition count) that do not exist yet, with one replica each."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
