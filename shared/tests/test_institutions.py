@@ -102,7 +102,8 @@ def test_empty_extra_file_adds_nothing(extra_file: Path) -> None:
         (ROW.replace("name_en: Test Hospital", "name_en: ''") % "t-blank", "field 'name_en' must be a non-empty string"),
         ("- t-plain\n", "row 1: expected a mapping"),
         ("{id: t-mapping}\n", "must contain a YAML list of rows, not dict"),
-        ("- {id: [unclosed\n", "cannot read institutions file"),
+        ("- {id: [unclosed\n", "is not valid YAML, line 2 column 1"),
+        ("- !!python/object:os.system {id: t-tag}\n", "is not valid YAML, line 1 column 3"),
     ],
 )
 def test_invalid_rows_rejected(tmp_path: Path, content: str, expected: str) -> None:
@@ -114,6 +115,7 @@ def test_invalid_rows_rejected(tmp_path: Path, content: str, expected: str) -> N
 
     assert expected in str(raised.value)
     assert str(path) in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_written_file_reads_back(tmp_path: Path) -> None:

@@ -85,8 +85,14 @@ def load_institutions_file(path: Path) -> dict[str, Institution]:
     """
     try:
         rows = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise InstitutionFileError(f"cannot read institutions file {path}: {error}") from error
+    except yaml.YAMLError as error:
+        # PyYAML's message spans several lines and names "<unicode string>"; the service prints one line.
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise InstitutionFileError(f"institutions file {path} is not valid YAML{where}: {problem}") from error
     if rows is None:
         return {}
     if not isinstance(rows, list):
