@@ -159,25 +159,38 @@ _DATE_KEYS = frozenset({"dateTime", "start", "end", "lastUpdated", "creation", "
 
 def _check_raw_shape(resource: Mapping[str, Any]) -> None:
     """Raise ConsentRejected for nesting deeper than MAX_NESTING or a number given for a date."""
-    pending: list[tuple[Any, str, int]] = [(resource, "Consent", 1)]
-    while pending:
-        value, path, depth = pending.pop()
-        if depth > MAX_NESTING:
+    _check_raw_node(resource, ["Consent"], 1)
+
+
+def _check_raw_node(value: Any, trail: list[str | int], depth: int) -> None:
+    # `trail` is the path to `value`, extended and shortened in place, because
+    # this walk runs on every consent and the path is needed only for an error.
+    if depth > MAX_NESTING:
+        raise ConsentRejected(
+            RejectionReason.MALFORMED_FHIR, f"the resource nests deeper than {MAX_NESTING} levels", path=_trail_path(trail)
+        )
+    if isinstance(value, Mapping):
+        children: Iterable[tuple[str | int, Any]] = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return
+    for segment, item in children:
+        if type(item) is str:
+            continue
+        trail.append(segment)
+        if segment in _DATE_KEYS and isinstance(item, (int, float)):
             raise ConsentRejected(
-                RejectionReason.MALFORMED_FHIR, f"the resource nests deeper than {MAX_NESTING} levels", path=path
+                RejectionReason.MALFORMED_FHIR,
+                f"a date is a string in FHIR JSON, such as \"2026-11-02\", got the number {item!r}",
+                path=_trail_path(trail),
             )
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                if key in _DATE_KEYS and isinstance(item, (int, float)):
-                    raise ConsentRejected(
-                        RejectionReason.MALFORMED_FHIR,
-                        f"a date is a string in FHIR JSON, such as \"2026-11-02\", got the number {item!r}",
-                        path=f"{path}.{key}",
-                    )
-                if isinstance(item, (Mapping, list)):
-                    pending.append((item, f"{path}.{key}", depth + 1))
-        elif isinstance(value, list):
-            pending.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value) if isinstance(item, (Mapping, list)))
+        _check_raw_node(item, trail, depth + 1)
+        trail.pop()
+
+
+def _trail_path(trail: list[str | int]) -> str:
+    return "".join(f"[{segment}]" if isinstance(segment, int) else f".{segment}" for segment in trail).lstrip(".")
 
 
 def _reject_modifier_extensions(extensions: list[Any] | None, path: str) -> None:
