@@ -40,11 +40,12 @@ def revocation(consent_id: str, subject_seed: str = "patient-1") -> ConsentRevok
     )
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+async def create_topic(bootstrap: str, name: str, partitions: int = 1, *, with_dead_letters: bool = True) -> None:
+    topics = [NewTopic(name, partitions, 1)] + ([NewTopic(f"{name}.dlq", 1, 1)] if with_dead_letters else [])
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1), NewTopic(f"{name}.dlq", 1, 1)])
+        await admin.create_topics(topics)
     finally:
         await admin.close()
 
@@ -127,12 +128,7 @@ async def test_poison_message_dead_lettered_and_next_applied(infra, toy_topic, t
 async def test_dead_letter_topic_created_when_missing(infra, toy_settings):
     # A topic made without its .dlq, as someone might make an inbound topic by hand.
     topic = f"medgov.test-{topic_tag()}.v1"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(infra.kafka_bootstrap_servers, topic, with_dead_letters=False)
     good = wrap(revocation("c-dlq"), source="medgov/consent", region="daegu")
     await publish(infra.kafka_bootstrap_servers, topic, [b"{not json", good.to_json()])
 

@@ -697,9 +697,9 @@ class EventConsumer:
         """Create `<topic>.dlq` if it is missing and this service creates its topics.
 
         The pattern subscription also reads inbound topics that someone made
-        without their dead-letter topic. Sending to a missing topic fails only
-        after the producer's request timeout, and the service then exits, so
-        every restart met the same record again. Where Strimzi owns the topics
+        without their dead-letter topic. A send to a missing topic fails only
+        after the producer's request timeout, and the service would exit and
+        meet the same record after each restart. Where Strimzi owns the topics
         (create_topics off), it creates both, and nothing is checked here.
         """
         name = dlq_topic(topic)

@@ -64,8 +64,8 @@ def consumer_options(settings: ServiceSettings) -> dict[str, Any]:
         "rebalance_timeout_ms": 30_000,
         "max_poll_interval_ms": 300_000,
         "metadata_max_age_ms": 5_000,
-        # Fuller fetches under load: with one byte the broker answered each
-        # fetch with the one or two records that had just arrived (ADR 0034).
+        # Fuller fetches under load: with one byte the broker responded to each
+        # fetch with the few records that had just arrived (ADR 0034).
         "fetch_min_bytes": settings.consumer_fetch_min_bytes,
         "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
     }

@@ -27,13 +27,13 @@ async def ensure_topics(settings: ServiceSettings, extra: list[tuple[str, int]] 
     await create_missing_topics(settings, wanted)
 
 
-async def create_missing_topics(settings: ServiceSettings, wanted: dict[str, int]) -> None:
-    """Create those of `wanted` (name to partition count) that do not exist yet, with one replica each."""
+async def create_missing_topics(settings: ServiceSettings, partitions_by_name: dict[str, int]) -> None:
+    """Create those of the named topics that do not exist yet, with their partition count and one replica each."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in wanted.items() if name not in existing]
+        missing = [NewTopic(name, partitions, 1) for name, partitions in partitions_by_name.items() if name not in existing]
         if not missing:
             return
         try:

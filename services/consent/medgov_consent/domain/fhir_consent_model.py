@@ -99,9 +99,9 @@ class Extension(_Element):
     @model_validator(mode="after")
     def _one_value(self) -> Self:
         # value[x] is a choice: fhir.resources rejects an extension with two values.
-        given = [name for name in _EXTENSION_VALUES if getattr(self, name) is not None]
-        if len(given) > 1:
-            raise ValueError(f"an extension has one value; got {', '.join(given)}")
+        present = [name for name in _EXTENSION_VALUES if getattr(self, name) is not None]
+        if len(present) > 1:
+            raise ValueError(f"an extension has one value; got {', '.join(present)}")
         return self
 
 

@@ -95,7 +95,8 @@ def test_fields_fhir_resources_requires_are_required(model: type[BaseModel]) -> 
     required = {name for name, field in counterpart.model_fields.items() if field.is_required()}
     required |= {name for name, _ in counterpart.get_required_fields(counterpart.model_construct())}
     for name in required:
-        assert name in model.model_fields and model.model_fields[name].is_required(), f"{model.__name__}.{name} must be required"
+        assert name in model.model_fields, f"{model.__name__}.{name} is missing"
+        assert model.model_fields[name].is_required(), f"{model.__name__}.{name} must be required"
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
