@@ -2,10 +2,14 @@
 
 import json
 import re
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from medgov_shared import asyncapi
@@ -316,6 +320,35 @@ def test_envelope_round_trip():
     assert envelope.dataschema == "urn:medgov:events:ConsentGranted:v1"
     assert envelope.correlationid == envelope.id
     assert parse_payload(envelope) == payload
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=9)), timezone(timedelta(hours=-3, minutes=-30))]),
+    ),
+    data=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=5),
+    causation=st.none() | st.uuids(),
+    extras=st.dictionaries(st.sampled_from(["traceparent", "partitionkey", "hospitalref"]), _JSON_VALUES, max_size=2),
+)
+def test_envelope_json_matches_pydantic_dump(moment, data, causation, extras):
+    envelope = Envelope.model_validate(
+        {
+            "id": str(uuid.uuid4()), "source": "medgov/consent", "type": "ConsentGranted", "time": moment.isoformat(),
+            "subject": SUBJECT, "dataschema": "urn:medgov:events:ConsentGranted:v1", "region": "daegu",
+            "correlationid": str(uuid.uuid4()), "causationid": str(causation) if causation else None, "data": data, **extras,
+        }
+    )
+
+    assert envelope.to_json() == orjson.dumps(envelope.model_dump(mode="json", exclude_none=True))
 
 
 @pytest.mark.timesensitive
