@@ -9,13 +9,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry import context as otel_context
 
+from medgov_shared.clock import ManualClock
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging import dlq
 from medgov_shared.messaging import relay as relay_module
-from medgov_shared.messaging.context import BatchableHandler, RejectEvent
+from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent
 from medgov_shared.observability.tracing import context_from_headers
 from medgov_shared.service import Service
 from medgov_shared.testing.fixtures import new_database_name
@@ -171,6 +172,32 @@ async def test_outbox_relay_publishes_in_order(infra, toy_topic, toy_settings):
     consent_ids = [wrap_id for wrap_id in (r.value for r in records)]
     order = [int(__import__("orjson").loads(value)["data"]["consent_id"].split("-")[1]) for value in consent_ids]
     assert order == list(range(20))
+
+
+async def test_emit_many_writes_the_rows_emit_writes(infra, toy_settings):
+    """emit_many copies the first event's envelope; its outbox rows are those of emit one by one, to the byte."""
+    incoming = wrap(revocation("cause"), source="medgov/consent", region="daegu")
+    payloads = [revocation(f"many-{index}", subject_seed=f"patient-{index % 2}") for index in range(5)]
+    clock = ManualClock(datetime(2026, 12, 5, 9, 30, 0, 123456, tzinfo=UTC))
+    rows = {}
+    async with running(build_toy(toy_settings.model_copy(update={"role": "relay"}), [])) as service:
+        for way in ("emit", "emit_many"):
+            async with service.pool.acquire() as connection:
+                transaction = connection.transaction()
+                await transaction.start()
+                context = HandlerContext(connection=connection, outbox=service.outbox, clock=clock, incoming=incoming)
+                if way == "emit":
+                    for payload in payloads:
+                        await context.emit(payload)
+                else:
+                    await context.emit_many(payloads)
+                rows[way] = [tuple(row) for row in await connection.fetch(
+                    "SELECT event_id, topic, key, event_type, value, headers FROM outbox ORDER BY position"
+                )]
+                await transaction.rollback()
+
+    assert [orjson.loads(row[4])["data"]["consent_id"] for row in rows["emit"]] == [f"many-{index}" for index in range(5)]
+    assert rows["emit_many"] == rows["emit"]
 
 
 async def test_relay_sends_neighbours_of_rejected_event(infra, toy_settings):
