@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from medgov_consent.domain.duo import PurposeCondition, requested_purposes
-from medgov_consent.domain.history import AppliedRevocation, ConsentHistory
+from medgov_consent.domain.history import AppliedRevocation, ConsentHistory, SubjectDecision
 from medgov_consent.domain.policy import DatasetTerms, UseRequest
 
 
@@ -110,6 +110,7 @@ def plan_exclusions(
     """
     planned = []
     revocations = sorted(history.revocations, key=lambda item: (item.effective_at, item.sequence))
+    decisions: dict[tuple, SubjectDecision] = {}
     for grant in sorted(grants, key=lambda item: (item.grant_id, item.dataset_id)):
         if grant.dataset_id not in subject_dataset_ids:
             continue
@@ -117,7 +118,7 @@ def plan_exclusions(
         if identifier in requested:
             continue
         dataset = datasets.get(grant.dataset_id) or DatasetTerms(grant.dataset_id, grant.holder_id)
-        denial = _denial_by_revocation(history, revocations, grant, dataset, now)
+        denial = _denial_by_revocation(history, revocations, grant, dataset, now, decisions)
         if denial is None:
             continue
         consent_id, reason = denial
@@ -139,11 +140,19 @@ def plan_exclusions(
 
 
 def _denial_by_revocation(
-    history: ConsentHistory, revocations: Sequence[AppliedRevocation], grant: GrantView, dataset: DatasetTerms, now: datetime
+    history: ConsentHistory,
+    revocations: Sequence[AppliedRevocation],
+    grant: GrantView,
+    dataset: DatasetTerms,
+    now: datetime,
+    decisions: dict[tuple, SubjectDecision],
 ) -> tuple[str, str] | None:
     """Return (revoked consent id, reason) when a revocation in effect by `now` denies the grant, else None.
 
-    `revocations` are the history's revocations, oldest first.
+    `revocations` are the history's revocations, oldest first. `decisions`
+    caches the history's decisions by use and instant for the other grants
+    of the same plan, so a subject in many projects with the same purposes
+    on one dataset is decided once.
     """
     for revocation in revocations:
         if revocation.effective_at > now:
@@ -154,7 +163,10 @@ def _denial_by_revocation(
         moment = max(min(grant.granted_at, now), revocation.effective_at)
         if moment >= grant.end or moment > now:
             continue
-        decision = history.decide(grant.use(dataset, moment))
+        key = (grant.purposes, grant.grantee_id, grant.grantee_for_profit, dataset, moment)
+        decision = decisions.get(key)
+        if decision is None:
+            decision = decisions[key] = history.decide(grant.use(dataset, moment))
         if decision.by_revocation and decision.consent_id is not None:
             return decision.consent_id, decision.reason
     return None
