@@ -113,9 +113,7 @@ async def fan_out_many(subjects: Sequence[LockedSubject], acknowledge_within: ti
     ]
     inserted = await exclusions.insert_exclusions(connection, [exclusion for plan in plans for exclusion in plan])
     for item, plan in zip(subjects, plans, strict=True):
-        for exclusion in plan:
-            if exclusion.exclusion_id in inserted:
-                await item.context.emit(_requested_event(exclusion))
+        await item.context.emit_many(requested_events([exclusion for exclusion in plan if exclusion.exclusion_id in inserted]))
         if plan:
             item.context.log.info("exclusions requested", count=len(plan))
     await histories.mark_fanned_out(connection, [item.history.subject for item in revoking], now)
@@ -209,6 +207,36 @@ def _party(exclusion: Exclusion, roles: Iterable[str], institution_id: str) -> P
         except NotAParty as error:
             refusal = error
     raise refusal
+
+
+def requested_events(planned: Sequence[PlannedExclusion]) -> list[ExclusionRequested]:
+    """Build the ExclusionRequested events of one subject's plan: the first is validated, the others are copies of it.
+
+    A copy differs in the exclusion, grant, dataset, consent and institution
+    ids. Those come from the service's projections, whose values passed the
+    same identifier types and the personal-data guard when their events
+    arrived, or from exclusion_id(), so validating each copy again would
+    check nothing new. It was about half the cost of emitting one.
+    """
+    if not planned:
+        return []
+    first = _requested_event(planned[0])
+    copies = [
+        first.model_copy(
+            update={
+                "exclusion_id": exclusion.exclusion_id,
+                "grant_id": exclusion.grant_id,
+                "dataset_id": exclusion.dataset_id,
+                "consent_id": exclusion.consent_id,
+                "grantee_institution": exclusion.grantee_id,
+                "holder_institution": exclusion.holder_id,
+                "requested_at": exclusion.requested_at,
+                "acknowledge_by": exclusion.acknowledge_by,
+            }
+        )
+        for exclusion in planned[1:]
+    ]
+    return [first, *copies]
 
 
 def _requested_event(exclusion: PlannedExclusion) -> ExclusionRequested:

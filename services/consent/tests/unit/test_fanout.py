@@ -2,9 +2,10 @@
 
 from datetime import datetime, timedelta
 
-from medgov_shared.contracts.events.consent import ConsentScope
+from medgov_shared.contracts.events.consent import ConsentScope, ExclusionRequested
 from medgov_shared.contracts.types import LegalBasis
 
+from medgov_consent.commands.exclusions import _requested_event, requested_events
 from medgov_consent.domain.fanout import GrantView, PlannedExclusion, exclusion_id, plan_exclusions, recheck_dataset, recheck_subject
 from medgov_consent.domain.history import ConsentHistory, Revocation
 from medgov_consent.domain.policy import DatasetTerms
@@ -243,3 +244,23 @@ def test_standalone_opt_out_reaches_grants(make: Builders) -> None:
     planned = plan(history, [grant])
 
     assert [(item.grant_id, item.consent_id) for item in planned] == [("grant-0001", "optout-0001")]
+
+
+def test_requested_events_copied_from_first_equal_validated_events(make: Builders) -> None:
+    history = make.consented(at=T0)
+    history = make.consented(history, "cns-0002", at=T0 + days(1), institution_id="cnuh")
+    history = make.revoked(history, "cns-0001", at=T0 + days(5))
+    history = make.revoked(history, "cns-0002", at=T0 + days(6))
+    grants = [
+        make.grant("grant-0001", granted_at=T0 + days(2)),
+        make.grant("grant-0002", dataset_id="ds-cnuh-mr-0001", holder_id="cnuh", grantee_id="vendor-lunapath", granted_at=T0 + days(3)),
+        make.grant("grant-0003", purposes=("GRU",), granted_at=T0 + days(7)),
+    ]
+    planned = plan(history, grants, member_of=("ds-knuh-ct-0001", "ds-cnuh-mr-0001"))
+
+    events = requested_events(planned)
+
+    assert len({(event.grant_id, event.holder_institution, event.grantee_institution) for event in events}) == 3
+    assert {event.consent_id for event in events} == {"cns-0001", "cns-0002"}
+    assert events == [_requested_event(exclusion) for exclusion in planned]
+    assert events == [ExclusionRequested.model_validate(event.model_dump()) for event in events]
