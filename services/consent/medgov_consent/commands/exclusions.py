@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import asyncpg
+import structlog
 
 from medgov_shared.contracts.events.consent import ExclusionAcknowledged, ExclusionOverdue, ExclusionRequested
 from medgov_shared.messaging.context import HandlerContext
@@ -15,6 +16,8 @@ from medgov_consent.domain.fanout import GrantView, PlannedExclusion, plan_exclu
 from medgov_consent.domain.history import ConsentHistory
 from medgov_consent.domain.policy import DatasetTerms
 from medgov_consent.repository import exclusions, histories, projections
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,11 @@ async def fan_out_many(subjects: Sequence[LockedSubject], acknowledge_within: ti
     for item, plan in zip(subjects, plans, strict=True):
         await item.context.emit_many(requested_events([exclusion for exclusion in plan if exclusion.exclusion_id in inserted]))
         if plan:
-            item.context.log.info("exclusions requested", count=len(plan))
+            # At info level these lines took 4% of the service's CPU time in a storm of
+            # 500 revocations a second (py-spy). One info line per call follows.
+            item.context.log.debug("exclusions requested", count=len(plan))
+    if inserted:
+        log.info("exclusions requested", subjects=sum(1 for plan in plans if plan), count=len(inserted))
     await histories.mark_fanned_out(connection, [item.history.subject for item in revoking], now)
     return plans
 
