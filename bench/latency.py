@@ -248,6 +248,8 @@ async def run_latency(
         await watcher.start()
         await tail.start()
         plan = schedule(ingest, revoking, rate=rate, warmup_s=warmup_s, measure_s=measure_s)
+        # Marks the end of the setup for anyone profiling the service during the timed phase.
+        log.info("open-loop sending started", pid=run.processes[0].process.pid, events=len(plan))
         started, sent_eps = await send_open_loop(bootstrap, plan, watcher)
         # A service that falls behind still has to finish every revocation; allow it 1,000 exclusions per second.
         drain_s = len(revoking) * GRANTS_PER_SUBJECT / 1000
