@@ -18,7 +18,7 @@ from medgov_shared.service import Service
 from medgov_shared.web.auth import Principal, current_principal, require_roles
 
 from medgov_catalog import repository
-from medgov_catalog.dataset_service import NotFound, clear_compliance_flag, register_dataset, withdraw_dataset
+from medgov_catalog.dataset_service import NotFound, clear_compliance_flag, register_dataset, registered_hospital, withdraw_dataset
 from medgov_catalog.domain.dataset import DatasetRuleViolation, NotDatasetHolder, VersionStatus
 from medgov_catalog.domain.files import LimitedFileWriter, StoredFile
 from medgov_catalog.domain.registration import RegisteredVersion, RegistrationRejected
@@ -78,8 +78,14 @@ def build_router() -> APIRouter:
                 status.HTTP_413_CONTENT_TOO_LARGE,
                 f"'{path}' has {declared} bytes, more than the limit of {settings.max_file_bytes} bytes",
             )
+        institution_id = _institution_of(principal)
         try:
-            area = settings.staging.create_area_of(_institution_of(principal))
+            # Only a hospital that may register the files may store them.
+            registered_hospital(institution_id)
+        except RegistrationRejected as error:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
+        try:
+            area = settings.staging.create_area_of(institution_id)
         except FileRejected as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
         destination = _upload_destination(area, path)

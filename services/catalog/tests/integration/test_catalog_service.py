@@ -144,6 +144,20 @@ async def test_upload_by_non_hospital_rejected(topics, catalog_settings, describ
     assert stored == 0
 
 
+async def test_upload_by_non_hospital_or_unknown_institution_rejected(topics, catalog_settings, token, tmp_path):
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        vendor = await client.put("/staging/a.ndjson", content=b"{}\n", headers=token(["hospital"], institution="vendor-medvision"))
+        unknown = await client.put("/staging/a.ndjson", content=b"{}\n", headers=token(["hospital"], institution="t-nowhere"))
+
+    assert vendor.status_code == 403
+    assert "institution 'vendor-medvision' is registered as a vendor" in vendor.json()["detail"]
+    assert unknown.status_code == 403
+    assert "institution 't-nowhere' is not registered on this platform" in unknown.json()["detail"]
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_extra_hospital_registers_in_its_region(infra, unregistered_topics, register_institutions, catalog_settings, describe):
     topics = unregistered_topics
     register_institutions(throwaway_hospital(topics.institution, Region.GWANGJU))
