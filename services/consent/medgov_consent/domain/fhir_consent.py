@@ -357,7 +357,7 @@ class _ProvisionReader:
             _required(actor.role, f"{where}.role")
             institution = self._institution(_required(actor.reference, f"{where}.reference"), f"{where}.reference")
             roles = _codes(actor.role.coding or [], codes.PARTICIPATION_SYSTEM)
-            role_names = ", ".join(sorted(_describe_codings(actor.role.coding or [])))
+            role_names = ", ".join(sorted(_describe_codings(actor.role.coding or []))) or "without coding"
             target = _describe_reference(actor.reference)
 
             if institution is None:
@@ -539,7 +539,12 @@ def _codes(codings: Iterable[Any], system: str) -> frozenset[str]:
 
 
 def _describe_codings(codings: Iterable[Any]) -> list[str]:
-    return [f"{coding.code}" if coding.system is None else f"{coding.code} ({coding.system})" for coding in codings]
+    """Describe each coding as its code and system for a message; a missing code or system is named as missing."""
+    described = []
+    for coding in codings:
+        code = coding.code or "a coding without code"
+        described.append(code if coding.system is None else f"{code} ({coding.system})")
+    return described
 
 
 def _split_reference(reference: str) -> tuple[str, str]:

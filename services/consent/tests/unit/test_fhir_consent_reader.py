@@ -237,6 +237,30 @@ def test_reader_unevaluated_role_in_permit() -> None:
     assert "role AUT" in policy.root.provisions[0].inapplicable
 
 
+@pytest.mark.parametrize(
+    ("role", "described"),
+    [
+        ({"coding": []}, "role without coding"),
+        ({"text": "Auditor"}, "role without coding"),
+        ({"coding": [{"system": PARTICIPATION}]}, f"role a coding without code ({PARTICIPATION})"),
+    ],
+)
+def test_reader_describes_role_without_code(role: dict[str, Any], described: str) -> None:
+    permit = {"type": "permit", "actor": [{"role": role, "reference": {"reference": "Organization/knuh"}}]}
+
+    policy = read_fhir_consent(consent({"provision": [permit]}))
+
+    assert described in policy.root.provisions[0].inapplicable
+    assert "None" not in policy.root.provisions[0].inapplicable
+
+
+def test_reader_describes_scope_coding_without_code() -> None:
+    error = rejection(consent(scope={"coding": [{"system": SCOPE_SYSTEM}]}))
+
+    assert error.reason is RejectionReason.NOT_A_DATA_USE_CONSENT
+    assert f"scope is a coding without code ({SCOPE_SYSTEM})" in error.message
+
+
 def test_reader_collect_action_is_unusable() -> None:
     action = [{"coding": [{"system": ACTION, "code": "collect"}]}]
 
