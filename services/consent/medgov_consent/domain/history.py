@@ -105,6 +105,8 @@ class ChangeKind(StrEnum):
     STALE = "stale"
     APPLIED = "applied"
     PARKED = "parked"
+    # A revocation of all of a consent that an earlier revocation already ended.
+    ALREADY_WITHDRAWN = "already_withdrawn"
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,13 @@ class ConsentHistory:
             applied = AppliedRevocation(revocation, revocation.scope or ConsentScope(), revocation.effective_at, self.next_sequence)
             history = replace(self, revocations=self.revocations + (applied,), next_sequence=self.next_sequence + 1)
             return history, RevocationChange(ChangeKind.APPLIED, applied)
-        if self.consent(revocation.consent_id) is None:
+        consent = self.consent(revocation.consent_id)
+        if consent is None:
             return replace(self, parked=self.parked + (revocation,)), RevocationChange(ChangeKind.PARKED)
+        ended = consent.withdrawn_at
+        if revocation.scope is None and ended is not None and ended <= max(revocation.effective_at, consent.granted_at):
+            # Applied, it would deny again what the consent permitted, over a newer consent of the subject.
+            return self, RevocationChange(ChangeKind.ALREADY_WITHDRAWN)
         history, applied = self._apply(revocation)
         return history, RevocationChange(ChangeKind.APPLIED, applied)
 
@@ -215,9 +222,25 @@ class ConsentHistory:
         in_force: list[tuple[datetime, int, ConsentRecord | AppliedRevocation]] = [
             (record.granted_at, record.sequence, record) for record in self.consents if record.in_force(at)
         ]
-        in_force += [(item.effective_at, item.sequence, item) for item in self.revocations if item.effective_at <= at]
+        in_force += [
+            (item.effective_at, item.sequence, item)
+            for item in self.revocations
+            if item.effective_at <= at and not self._superseded(item)
+        ]
         in_force.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
         return [entry[2] for entry in in_force]
+
+    def _superseded(self, item: AppliedRevocation) -> bool:
+        """Tell whether `item` revoked all of a consent that an earlier revocation had already ended.
+
+        record_revocation turns such a revocation away, but one that arrived
+        before the earlier revocation was applied and stays on record. It is
+        left out of decisions, so the order of arrival does not change them.
+        """
+        if item.revocation.scope is not None or item.revocation.standalone:
+            return False
+        consent = self.consent(item.consent_id)
+        return consent is not None and consent.withdrawn_at is not None and consent.withdrawn_at < item.effective_at
 
     def _knows(self, revocation: Revocation) -> bool:
         return revocation in self.parked or any(item.revocation == revocation for item in self.revocations)

@@ -147,6 +147,48 @@ def test_duplicate_revocation_changes_nothing(make: Builders) -> None:
     assert again is history
 
 
+def test_revocation_of_withdrawn_consent_keeps_newer_consent(make: Builders) -> None:
+    history = make.revoked(make.consented(at=T0), at=T0 + days(1))
+    history = make.consented(history, "cns-0002", at=T0 + days(2))
+
+    again, change = history.record_revocation(make.revocation(at=T0 + days(3)))
+
+    assert change.kind is ChangeKind.ALREADY_WITHDRAWN
+    assert again is history
+    assert again.decide(make.request(at=T0 + days(4))).decision is Decision.PERMIT
+
+
+def test_later_revocation_arriving_first_does_not_override_newer_consent(make: Builders) -> None:
+    later_first = make.revoked(make.consented(at=T0), at=T0 + days(3))
+    later_first = make.revoked(later_first, at=T0 + days(1))
+    later_first = make.consented(later_first, "cns-0002", at=T0 + days(2))
+
+    assert len(later_first.revocations) == 2
+    assert later_first.consent("cns-0001").withdrawn_at == T0 + days(1)
+    assert later_first.decide(make.request(at=T0 + days(4))).decision is Decision.PERMIT
+
+
+def test_earlier_revocation_of_withdrawn_consent_moves_withdrawal(make: Builders) -> None:
+    history = make.revoked(make.consented(at=T0), at=T0 + days(3))
+
+    earlier, change = history.record_revocation(make.revocation(at=T0 + days(1)))
+
+    assert change.kind is ChangeKind.APPLIED
+    assert earlier.consent("cns-0001").withdrawn_at == T0 + days(1)
+    assert earlier.decide(make.request(at=T0 + days(2))).decision is Decision.DENY
+
+
+def test_revocation_after_new_version_applies(make: Builders) -> None:
+    history = make.revoked(make.consented(at=T0), at=T0 + days(1))
+    history = make.consented(history, at=T0 + days(2))
+
+    again, change = history.record_revocation(make.revocation(at=T0 + days(3)))
+
+    assert change.kind is ChangeKind.APPLIED
+    assert again.decide(make.request(at=T0 + days(2.5))).decision is Decision.PERMIT
+    assert again.decide(make.request(at=T0 + days(4))).decision is Decision.DENY
+
+
 def test_duplicate_parked_revocation(make: Builders) -> None:
     history, _ = ConsentHistory(SUBJECT).record_revocation(make.revocation())
 
