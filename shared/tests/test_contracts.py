@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -349,6 +350,25 @@ def test_envelope_json_matches_pydantic_dump(moment, data, causation, extras):
     )
 
     assert envelope.to_json() == orjson.dumps(envelope.model_dump(mode="json", exclude_none=True))
+
+
+def test_envelope_json_with_database_uuid_and_datetime_subclass():
+    """asyncpg returns uuid columns as a UUID subclass, which orjson does not write itself."""
+
+    class LocalTime(datetime):
+        pass
+
+    envelope = Envelope.model_validate(
+        {
+            "id": PgUUID(str(uuid.uuid4())), "source": "medgov/review", "type": "ApplicationSubmitted",
+            "time": datetime.now(UTC), "subject": "app-0001", "dataschema": "urn:medgov:events:ApplicationSubmitted:v1",
+            "region": "daegu", "correlationid": PgUUID(str(uuid.uuid4())), "data": {},
+        }
+    )
+    later = envelope.model_copy(update={"time": LocalTime(2026, 12, 5, 9, 0, tzinfo=UTC)})
+
+    for item in (envelope, later):
+        assert item.to_json() == orjson.dumps(item.model_dump(mode="json", exclude_none=True))
 
 
 @pytest.mark.timesensitive

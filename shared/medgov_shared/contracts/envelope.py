@@ -70,11 +70,22 @@ class Envelope(BaseModel):
         document["data"] = self.data
         if self.__pydantic_extra__:
             document.update((name, value) for name, value in self.__pydantic_extra__.items() if value is not None)
-        return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+        try:
+            return orjson.dumps(document, default=_uuid_subclass, option=orjson.OPT_UTC_Z)
+        except TypeError:
+            # orjson writes exact datetime and UUID types only; pydantic writes any other form.
+            return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "Envelope":
         return cls.model_validate_json(raw)
+
+
+def _uuid_subclass(value: Any) -> str:
+    """Write a UUID subclass, such as the one asyncpg returns for a uuid column, as its text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def wrap(
