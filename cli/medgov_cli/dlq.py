@@ -21,7 +21,7 @@ async def _start_consumer(settings: KafkaClientSettings, topic: str) -> AIOKafka
     except KafkaConnectionError:
         await consumer.stop()
         raise BrokerUnavailable(f"cannot reach the Kafka broker at {settings.kafka_bootstrap_servers}; "
-                                "check MEDGOV_KAFKA_BOOTSTRAP_SERVERS and that the broker runs") from None
+                                "check MEDGOV_KAFKA_BOOTSTRAP_SERVERS (or KAFKA_BOOTSTRAP_SERVERS) and that the broker runs") from None
     existing = await consumer.topics()
     if topic not in existing:
         await consumer.stop()

@@ -16,6 +16,7 @@ from medgov_cli.output import report_console, result_console
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
 from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
+from medgov_shared.contracts.events.inbound import RecordConsent
 from medgov_shared.contracts.types import LegalBasis
 
 app = typer.Typer(help="medgov: governed access to hospital data for medical AI.", no_args_is_help=True)
@@ -240,7 +241,11 @@ def _line_command(publisher: HospitalPublisher, line: str):
     patient = record.get("patient")
     if patient is not None and not isinstance(patient, str):
         raise Rejected(f"'patient' must be a string (the local patient id), got {json_type_name(patient)}")
-    return publisher.command(record["type"], record["data"], local_patient_id=patient)
+    command = publisher.command(record["type"], record["data"], local_patient_id=patient)
+    if isinstance(command, RecordConsent):
+        # As `publish consent` does: a Consent the service would dead-letter is not reported as accepted.
+        publisher.read_consent_locally(command.consent_id, command.fhir_consent)
+    return command
 
 
 @app.command("token")

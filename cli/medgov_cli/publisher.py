@@ -116,7 +116,7 @@ class HospitalPublisher:
         except KafkaConnectionError:
             await producer.stop()
             raise BrokerUnavailable(
-                f"cannot reach the Kafka broker at {bootstrap}; check MEDGOV_KAFKA_BOOTSTRAP_SERVERS "
+                f"cannot reach the Kafka broker at {bootstrap}; check MEDGOV_KAFKA_BOOTSTRAP_SERVERS (or KAFKA_BOOTSTRAP_SERVERS) "
                 "and that the broker runs (`make up` starts the local one)"
             ) from None
         try:
@@ -171,13 +171,35 @@ class HospitalPublisher:
         if event_type in (RecordConsent.event_type, RevokeConsent.event_type) and kind != "hospital":
             # The consent service would dead-letter it, so reject it before anything is sent.
             raise Rejected(f"{event_type} comes only from hospitals; {self.institution_id} is a {kind}")
+        given_institution = data.get("institution_id", self.institution_id)
+        if given_institution != self.institution_id:
+            raise Rejected(
+                f"data.institution_id is {given_institution!r}, but the command is sent as {self.institution_id!r}; "
+                f"remove it from the data or send the command as {given_institution!r}"
+            )
         body = {**data, "institution_id": self.institution_id}
         if local_patient_id is not None:
-            body["subject"] = self.pseudonymize(local_patient_id)
+            subject = self.pseudonymize(local_patient_id)
+            if body.get("subject", subject) != subject:
+                raise Rejected(
+                    "the patient is given twice, as 'patient' and as data.subject, and they differ; keep one of them"
+                )
+            body["subject"] = subject
+        elif "subject" in cls.model_fields and "subject" not in body:
+            raise Rejected(f"{event_type} needs the patient: add \"patient\": <local patient id> to the line")
         try:
-            return cls.model_validate(body)
+            command = cls.model_validate(body)
         except ValidationError as error:
             raise Rejected(f"invalid {event_type}: {describe_validation_error(error)}") from None
+        return command
+
+    @staticmethod
+    def read_consent_locally(consent_id: str, fhir_consent: dict[str, Any]) -> None:
+        """Read a FHIR Consent as the consent service will, and raise Rejected for one it would dead-letter."""
+        try:
+            read_fhir_consent(fhir_consent)
+        except ConsentRejected as error:
+            raise Rejected(f"Consent {consent_id} rejected ({error.code}): {error.message}") from None
 
     def consent_command(self, fhir_consent: dict[str, Any], *, read_locally: bool = True) -> RecordConsent:
         """Turn a FHIR R4 Consent into RecordConsent, replacing the patient reference with its pseudonym.
@@ -211,10 +233,7 @@ class HospitalPublisher:
         if not consent_id:
             raise Rejected("Consent.id is missing")
         if read_locally:
-            try:
-                read_fhir_consent(cleaned)
-            except ConsentRejected as error:
-                raise Rejected(f"Consent {consent_id} rejected ({error.code}): {error.message}") from None
+            self.read_consent_locally(consent_id, cleaned)
         command = self.command(
             "RecordConsent",
             {"consent_id": f"{self.institution_id}-{consent_id}", "fhir_consent": cleaned},

@@ -86,7 +86,10 @@ def decode_key(text: str) -> bytes:
         except (binascii.Error, ValueError):
             raw = None
     if raw is None:
-        raise ValueError("MEDGOV_PSEUDONYM_KEY must be hex or base64")
+        raise ValueError(
+            "MEDGOV_PSEUDONYM_KEY must be hex or standard base64 (with + and /, not the URL-safe - and _); "
+            "`openssl rand -hex 32` makes a valid key"
+        )
     if len(raw) < 32:
         raise ValueError(f"MEDGOV_PSEUDONYM_KEY must decode to at least 32 bytes, got {len(raw)}")
     return raw

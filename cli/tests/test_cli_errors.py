@@ -91,6 +91,37 @@ def test_command_with_int_patient_rejected(tmp_path, environment):
     assert_clean_failure(result, "rejected commands.jsonl:1: 'patient' must be a string", "got a number")
 
 
+REVOCATION = {"consent_id": "knuh-c-1", "effective_at": "2026-12-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            {"type": "RevokeConsent", "data": {**REVOCATION, "institution_id": "cnuh"}, "patient": "p1"},
+            "data.institution_id is 'cnuh', but the command is sent as 'knuh'",
+        ),
+        (
+            {"type": "RevokeConsent", "data": {**REVOCATION, "subject": "daegu.k1." + "0" * 64}, "patient": "p1"},
+            "the patient is given twice, as 'patient' and as data.subject, and they differ",
+        ),
+        ({"type": "RevokeConsent", "data": REVOCATION}, 'RevokeConsent needs the patient: add "patient"'),
+        (
+            {"type": "RecordConsent", "data": {"consent_id": "knuh-c-2", "fhir_consent": {"resourceType": "Consent", "status": 7}},
+             "patient": "p1"},
+            "Consent knuh-c-2 rejected (malformed_fhir)",
+        ),
+    ],
+)
+def test_conflicting_or_unreadable_command_line_rejected(line, expected, tmp_path, environment):
+    path = tmp_path / "commands.jsonl"
+    path.write_text(json.dumps(line) + "\n", encoding="utf-8")
+
+    result = invoke(["publish", "commands", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "rejected commands.jsonl:1:", expected)
+
+
 def test_empty_commands_file_named(tmp_path, environment):
     path = tmp_path / "empty.ndjson"
     path.write_text("\n\n", encoding="utf-8")
@@ -189,12 +220,17 @@ def test_missing_setting_named_once(sample_data, environment):
     assert "MEDGOV_MEDGOV_" not in result.output
 
 
-def test_invalid_key_named(sample_data, environment):
-    environment["MEDGOV_PSEUDONYM_KEY"] = "short"
+@pytest.mark.parametrize("key", ["short", secrets.token_urlsafe(32)])
+def test_invalid_key_named(key, sample_data, environment):
+    environment["MEDGOV_PSEUDONYM_KEY"] = key
 
     result = invoke(["publish", "consent", "-i", "knuh", str(sample_data / CONSENT)], environment)
 
-    assert_clean_failure(result, "MEDGOV_PSEUDONYM_KEY: Value error, MEDGOV_PSEUDONYM_KEY must be hex or base64")
+    assert_clean_failure(
+        result,
+        "MEDGOV_PSEUDONYM_KEY: Value error, MEDGOV_PSEUDONYM_KEY must be hex or standard base64",
+        "`openssl rand -hex 32` makes a valid key",
+    )
 
 
 def test_dlq_show_unreachable_broker(environment):
