@@ -10,6 +10,8 @@ from medgov_shared.contracts.events.inbound import RevokeConsent
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.contracts.registry import dlq_topic
 
+from .parsing import record_key
+
 
 def sentinel(institution: str) -> bytes:
     """A valid RevokeConsent from the test institution; the consent service rejects it as unregistered."""
@@ -38,6 +40,6 @@ async def publish(bootstrap: str, topic: str, values: list[bytes | None]) -> Non
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topic, value=value, key=b"fuzz")
+            await producer.send_and_wait(topic, value=value, key=record_key(value))
     finally:
         await producer.stop()

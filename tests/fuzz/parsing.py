@@ -1,5 +1,6 @@
 """The consumer's parse step, callable without a broker or a database."""
 
+import orjson
 from aiokafka.structs import ConsumerRecord
 
 from medgov_shared.messaging.consumer import EventConsumer
@@ -29,6 +30,15 @@ def offline_consumer() -> EventConsumer:
 CONSUMER = offline_consumer()
 
 
+def record_key(value: bytes | None) -> bytes:
+    """Return the key a hospital gives the record: its envelope subject where there is one, as the consumer expects."""
+    try:
+        subject = orjson.loads(value).get("subject") if value else None
+    except (orjson.JSONDecodeError, AttributeError):
+        subject = None
+    return subject.encode() if isinstance(subject, str) else b"fuzz"
+
+
 def consumer_record(record: FuzzRecord) -> ConsumerRecord:
     size = len(record.value) if record.value is not None else 0
-    return ConsumerRecord(record.topic, 0, 0, 0, 0, b"key", record.value, None, 3, size, [])
+    return ConsumerRecord(record.topic, 0, 0, 0, 0, record_key(record.value), record.value, None, 3, size, [])

@@ -140,6 +140,27 @@ def group_partitions(
     return groups
 
 
+def _key_problem(key: bytes | None, envelope: Envelope, payload: EventPayload) -> str | None:
+    """Describe how a hospital command's Kafka key, envelope subject and payload key disagree; None when they agree.
+
+    The broker keeps order within a partition only, and the key chooses the
+    partition, so a command keyed otherwise than by its subject can overtake
+    an earlier command of the same subject. The message does not repeat the
+    key, which has not passed the personal-data check.
+    """
+    if envelope.subject != payload.key:
+        return (
+            f"envelope subject {envelope.subject!r} is not the command's {payload.key_field}; "
+            f"set the subject to the {payload.key_field}"
+        )
+    if key != envelope.subject.encode():
+        return (
+            f"the Kafka key is not the envelope subject {envelope.subject!r}; send each command with its subject "
+            f"as the key, so that the commands of one subject stay in order"
+        )
+    return None
+
+
 class _RetryBatchFrom(Exception):
     def __init__(self, record: ConsumerRecord, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -614,6 +635,10 @@ class EventConsumer:
                 f"institution_id {payload_institution!r} does not match topic {record.topic!r}",
                 1,
             )
+        if claimed is not None:
+            problem = _key_problem(record.key, envelope, payload)
+            if problem is not None:
+                return envelope, None, DeadLetter("invalid_envelope", problem, 1)
         return envelope, payload, None
 
     async def _apply_with_retries(

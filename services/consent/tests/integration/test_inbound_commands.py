@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from medgov_shared.clock import ManualClock
+from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.inbound import RecordConsent, RevokeConsent
 from medgov_shared.contracts.registry import inbound_topic
 from medgov_shared.service import Service
@@ -103,6 +104,31 @@ async def test_bad_commands_are_dead_lettered(inbound_service: Service, publishe
     assert "Organization/f001" in letters[str(sent["unknown_organization"])]
     assert "vendor-medvision, a vendor; only hospitals" in letters[str(sent["from_vendor"])]
     assert await inbound_service.pool.fetchval("SELECT count(*) FROM consents WHERE subject = $1", not_a_consent.subject) == 0
+
+
+async def test_command_keyed_or_addressed_to_another_subject_dead_lettered(inbound_service: Service, publisher: Publisher) -> None:
+    subject, other = new_subject(), new_subject()
+
+    def revocation() -> RevokeConsent:
+        return RevokeConsent(institution_id="knuh", subject=subject, consent_id=new_id("cns-knuh"), effective_at=T0)
+
+    wrong_key = wrap(revocation(), source="medgov/hospital/knuh", region="daegu")
+    wrong_subject = wrap(revocation(), source="medgov/hospital/knuh", region="daegu").model_copy(update={"subject": other})
+    await publisher.producer.send_and_wait(inbound_topic("knuh"), value=wrong_key.to_json(), key=other.encode())
+    await publisher.producer.send_and_wait(inbound_topic("knuh"), value=wrong_subject.to_json(), key=other.encode())
+
+    async def both_dead_lettered() -> dict[str, str]:
+        rows = await inbound_service.pool.fetch(
+            "SELECT event_id, reason, error FROM dead_letters WHERE event_id = ANY($1)",
+            [str(wrong_key.id), str(wrong_subject.id)],
+        )
+        return {row["event_id"]: f"{row['reason']}: {row['error']}" for row in rows} if len(rows) == 2 else {}
+
+    letters = await wait_until(both_dead_lettered, timeout_s=20, message="two dead letters")
+
+    assert letters[str(wrong_key.id)].startswith("invalid_envelope: the Kafka key is not the envelope subject")
+    assert letters[str(wrong_subject.id)].startswith(f"invalid_envelope: envelope subject '{other}' is not the command's subject")
+    assert await inbound_service.pool.fetchval("SELECT count(*) FROM parked_revocations WHERE subject = $1", subject) == 0
 
 
 async def test_dashboard_reads_each_consent_period(
