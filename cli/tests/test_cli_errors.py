@@ -113,7 +113,7 @@ REVOCATION = {"consent_id": "knuh-c-1", "effective_at": "2026-12-01T00:00:00Z"}
         ),
     ],
 )
-def test_conflicting_or_unreadable_command_line_rejected(line, expected, tmp_path, environment):
+def test_bad_command_line_rejected(line, expected, tmp_path, environment):
     path = tmp_path / "commands.jsonl"
     path.write_text(json.dumps(line) + "\n", encoding="utf-8")
 

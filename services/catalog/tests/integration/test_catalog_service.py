@@ -144,7 +144,7 @@ async def test_upload_by_non_hospital_rejected(topics, catalog_settings, describ
     assert stored == 0
 
 
-async def test_upload_by_non_hospital_or_unknown_institution_rejected(topics, catalog_settings, token, tmp_path):
+async def test_staging_upload_needs_registered_hospital(topics, catalog_settings, token, tmp_path):
     settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
 
     async with running(_service(settings, topics)) as service, http_client(service) as client:

@@ -198,7 +198,7 @@ class ConsentHistory:
             return replace(self, parked=self.parked + (revocation,)), RevocationChange(ChangeKind.PARKED)
         ended = consent.withdrawn_at
         if revocation.scope is None and ended is not None and ended <= max(revocation.effective_at, consent.granted_at):
-            # Applied, it would deny again what the consent permitted, over a newer consent of the subject.
+            # Applying it would deny again what the consent permitted and so override a newer consent.
             return self, RevocationChange(ChangeKind.ALREADY_WITHDRAWN)
         history, applied = self._apply(revocation)
         return history, RevocationChange(ChangeKind.APPLIED, applied)
@@ -233,9 +233,9 @@ class ConsentHistory:
     def _superseded(self, item: AppliedRevocation) -> bool:
         """Tell whether `item` revoked all of a consent that an earlier revocation had already ended.
 
-        record_revocation turns such a revocation away, but one that arrived
-        before the earlier revocation was applied and stays on record. It is
-        left out of decisions, so the order of arrival does not change them.
+        record_revocation turns such a revocation away. One that arrived
+        before the earlier revocation was applied, and it stays on record, so
+        decisions leave it out and the order of arrival does not change them.
         """
         if item.revocation.scope is not None or item.revocation.standalone:
             return False

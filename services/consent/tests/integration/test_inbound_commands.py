@@ -106,7 +106,7 @@ async def test_bad_commands_are_dead_lettered(inbound_service: Service, publishe
     assert await inbound_service.pool.fetchval("SELECT count(*) FROM consents WHERE subject = $1", not_a_consent.subject) == 0
 
 
-async def test_command_keyed_or_addressed_to_another_subject_dead_lettered(inbound_service: Service, publisher: Publisher) -> None:
+async def test_mismatched_key_or_subject_dead_lettered(inbound_service: Service, publisher: Publisher) -> None:
     subject, other = new_subject(), new_subject()
 
     def revocation() -> RevokeConsent:

@@ -246,7 +246,7 @@ def test_standalone_opt_out_reaches_grants(make: Builders) -> None:
     assert [(item.grant_id, item.consent_id) for item in planned] == [("grant-0001", "optout-0001")]
 
 
-def test_requested_events_copied_from_first_equal_validated_events(make: Builders) -> None:
+def test_requested_event_copies_match_validated(make: Builders) -> None:
     history = make.consented(at=T0)
     history = make.consented(history, "cns-0002", at=T0 + days(1), institution_id="cnuh")
     history = make.revoked(history, "cns-0001", at=T0 + days(5))

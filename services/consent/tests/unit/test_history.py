@@ -158,7 +158,7 @@ def test_revocation_of_withdrawn_consent_keeps_newer_consent(make: Builders) -> 
     assert again.decide(make.request(at=T0 + days(4))).decision is Decision.PERMIT
 
 
-def test_later_revocation_arriving_first_does_not_override_newer_consent(make: Builders) -> None:
+def test_revocation_order_keeps_newer_consent(make: Builders) -> None:
     later_first = make.revoked(make.consented(at=T0), at=T0 + days(3))
     later_first = make.revoked(later_first, at=T0 + days(1))
     later_first = make.consented(later_first, "cns-0002", at=T0 + days(2))
