@@ -54,26 +54,6 @@ class Outbox:
         self.topic = topic
         self.max_message_bytes = max_message_bytes
 
-    async def add(
-        self,
-        connection: asyncpg.Connection,
-        payload: EventPayload,
-        *,
-        correlation_id: uuid.UUID | None = None,
-        causation_id: uuid.UUID | None = None,
-        event_id: uuid.UUID | None = None,
-        time: datetime | None = None,
-        topic: str | None = None,
-        region: str | None = None,
-    ) -> Envelope:
-        """Insert one event; call inside the transaction that makes the state change."""
-        staged = self.stage(
-            payload, correlation_id=correlation_id, causation_id=causation_id, event_id=event_id,
-            time=time, topic=topic, region=region,
-        )
-        await self.insert(connection, [staged])
-        return staged.envelope
-
     def stage(
         self,
         payload: EventPayload,
