@@ -293,7 +293,7 @@ def directive_sets(draw: st.DrawFn, make: Builders = Builders()) -> list[tuple[s
         scope = draw(st.sampled_from(SCOPES))
         events.append(("revocation", make.revocation(at=T0 + days(day), scope=scope)))
     if draw(st.booleans()):
-        events.append(("consent", ("cns-0002", draw(st.sampled_from([2.2, 3.2])))))
+        events.append(("consent", ("cns-0002", draw(st.sampled_from([1.2, 2.2, 3.2])))))
     return events
 
 
@@ -317,6 +317,26 @@ def test_redelivery_changes_nothing(events: list[tuple[str, object]], data: st.D
     twice = _deliver(events + repeats, make)
 
     assert twice == once
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    revocation_days=st.lists(st.sampled_from([1, 2, 3, 4]), min_size=1, max_size=4, unique=True),
+    newer_day=st.sampled_from([1.5, 2.5, 3.5]),
+    order=st.randoms(use_true_random=False),
+)
+def test_full_revocations_of_older_consent_keep_newer_one(revocation_days: list[int], newer_day: float, order) -> None:
+    make = Builders()
+    events: list[tuple[str, object]] = [("consent", ("cns-0002", newer_day))]
+    events += [("revocation", make.revocation(at=T0 + days(day))) for day in revocation_days]
+    order.shuffle(events)
+
+    history = _deliver([("consent", ("cns-0001", 0)), *events], make)
+
+    # The first revocation ends the older consent, and only it denies. Given after it, the newer consent
+    # stays in force; given before it, the revocation is the patient's latest word.
+    expected = Decision.PERMIT if min(revocation_days) < newer_day else Decision.DENY
+    assert history.decide(make.request(at=T0 + days(10))).decision is expected
 
 
 def test_standalone_opt_out_applies_at_once(make: Builders) -> None:
