@@ -151,7 +151,15 @@ class HospitalPublisher:
         if not isinstance(local_patient_id, str):
             raise Rejected(f"the local patient id must be a string, got {json_type_name(local_patient_id)}")
         if is_pseudonym(local_patient_id.strip()):
-            return local_patient_id.strip()
+            given = local_patient_id.strip()
+            region = self.settings.region.value
+            if given.split(".", 1)[0] != region:
+                # The consent service would dead-letter it as subject_of_other_region.
+                raise Rejected(
+                    f"the pseudonym {given[:24]}... belongs to region {given.split('.', 1)[0]!r}, not to {region!r} "
+                    f"(MEDGOV_REGION); give the local patient id, or send from that region"
+                )
+            return given
         return pseudonymize(
             local_patient_id,
             region=self.settings.region.value,
@@ -172,12 +180,17 @@ class HospitalPublisher:
             # The consent service would dead-letter it, so reject it before anything is sent.
             raise Rejected(f"{event_type} comes only from hospitals; {self.institution_id} is a {kind}")
         given_institution = data.get("institution_id", self.institution_id)
+        if given_institution is None:
+            raise Rejected("data.institution_id is null; remove it, the command takes the institution from -i")
         if given_institution != self.institution_id:
             raise Rejected(
                 f"data.institution_id is {given_institution!r}, but the command is sent as {self.institution_id!r}; "
                 f"remove it from the data or send the command as {given_institution!r}"
             )
         body = {**data, "institution_id": self.institution_id}
+        if cls is RecordConsent and isinstance(body.get("fhir_consent"), dict):
+            # Whatever path built the command, the hospital's patient id and narrative stay at the hospital.
+            body["fhir_consent"] = self.cleaned_consent(body["fhir_consent"])
         if local_patient_id is not None:
             subject = self.pseudonymize(local_patient_id)
             if body.get("subject", subject) != subject:
@@ -226,9 +239,7 @@ class HospitalPublisher:
             raise Rejected(f"Consent.patient.reference must be a string such as \"Patient/123\", "
                            f"got {json_type_name(reference)}")
         local_id = reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
-        cleaned = self._pseudonymize_patient_references(copy.deepcopy(fhir_consent))
-        cleaned.pop("patient", None)
-        cleaned.pop("text", None)  # narrative often names the patient
+        cleaned = self.cleaned_consent(fhir_consent)
         consent_id = str(fhir_consent.get("id") or "")
         if not consent_id:
             raise Rejected("Consent.id is missing")
@@ -241,6 +252,13 @@ class HospitalPublisher:
         )
         assert isinstance(command, RecordConsent)
         return command
+
+    def cleaned_consent(self, fhir_consent: dict[str, Any]) -> dict[str, Any]:
+        """Return a copy of a FHIR Consent without its patient and narrative, other Patient references pseudonymized."""
+        cleaned = self._pseudonymize_patient_references(copy.deepcopy(fhir_consent))
+        cleaned.pop("patient", None)
+        cleaned.pop("text", None)  # narrative often names the patient
+        return cleaned
 
     def _pseudonymize_patient_references(self, value: Any) -> Any:
         """Replace every Patient reference (e.g. a performer) with an identifier holding its pseudonym."""

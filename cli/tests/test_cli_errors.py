@@ -107,6 +107,14 @@ REVOCATION = {"consent_id": "knuh-c-1", "effective_at": "2026-12-01T00:00:00Z"}
         ),
         ({"type": "RevokeConsent", "data": REVOCATION}, 'RevokeConsent needs the patient: add "patient"'),
         (
+            {"type": "RevokeConsent", "data": {**REVOCATION, "institution_id": None}, "patient": "p1"},
+            "data.institution_id is null; remove it",
+        ),
+        (
+            {"type": "RevokeConsent", "data": REVOCATION, "patient": "gwangju.k1." + "0" * 64},
+            "belongs to region 'gwangju', not to 'daegu'",
+        ),
+        (
             {"type": "RecordConsent", "data": {"consent_id": "knuh-c-2", "fhir_consent": {"resourceType": "Consent", "status": 7}},
              "patient": "p1"},
             "Consent knuh-c-2 rejected (malformed_fhir)",

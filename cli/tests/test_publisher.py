@@ -43,6 +43,23 @@ def test_consent_reference_pseudonymized(sample_data, publisher_settings):
     assert command.consent_id == "knuh-consent-example-basic"
 
 
+def test_record_consent_command_cleaned_before_sending(sample_data, publisher_settings):
+    publisher = HospitalPublisher(publisher_settings, "knuh")
+    resource = json.loads((sample_data / "fhir/hl7-r4-examples/consent/Consent-consent-example-basic.json").read_text())
+    resource["text"] = {"status": "generated", "div": "<div>Kim Minsu, born 1970</div>"}
+
+    command = publisher.command(
+        "RecordConsent", {"consent_id": "knuh-basic", "fhir_consent": resource}, local_patient_id="f001"
+    )
+
+    raw = json.dumps(command.model_dump(mode="json"))
+    assert "patient" not in command.fhir_consent
+    assert "text" not in command.fhir_consent
+    assert "Patient/f001" not in raw
+    assert "Kim Minsu" not in raw
+    assert resource["patient"]["reference"] == "Patient/f001"
+
+
 def test_non_consent_resource_rejected(sample_data, publisher_settings):
     publisher = HospitalPublisher(publisher_settings, "knuh")
     resource = json.loads((sample_data / "fhir/hl7-r4-examples/patient/Patient-f001.json").read_text())
