@@ -150,8 +150,8 @@ def _key_problem(key: bytes | None, envelope: Envelope, payload: EventPayload) -
     """
     if envelope.subject != payload.key:
         return (
-            f"envelope subject {envelope.subject!r} is not the command's {payload.key_field}; "
-            f"set the subject to the {payload.key_field}"
+            f"envelope subject {envelope.subject!r} is not data.{payload.key_field}; "
+            f"set the envelope subject to data.{payload.key_field}"
         )
     if key != envelope.subject.encode():
         return (

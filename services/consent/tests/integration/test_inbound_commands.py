@@ -127,7 +127,7 @@ async def test_mismatched_key_or_subject_dead_lettered(inbound_service: Service,
     letters = await wait_until(both_dead_lettered, timeout_s=20, message="two dead letters")
 
     assert letters[str(wrong_key.id)].startswith("invalid_envelope: the Kafka key is not the envelope subject")
-    assert letters[str(wrong_subject.id)].startswith(f"invalid_envelope: envelope subject '{other}' is not the command's subject")
+    assert letters[str(wrong_subject.id)].startswith(f"invalid_envelope: envelope subject '{other}' is not data.subject")
     assert await inbound_service.pool.fetchval("SELECT count(*) FROM parked_revocations WHERE subject = $1", subject) == 0
 
 
