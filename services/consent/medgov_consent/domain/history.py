@@ -46,6 +46,12 @@ class ConsentRecord:
     granted_at: datetime
     sequence: int = 0
     withdrawn_at: datetime | None = None
+    # When the first version of this consent id was granted; None is read as `granted_at`.
+    first_granted_at: datetime | None = None
+
+    @property
+    def first_granted(self) -> datetime:
+        return self.first_granted_at or self.granted_at
 
     def in_force(self, at: datetime) -> bool:
         return self.granted_at <= at and (self.withdrawn_at is None or at < self.withdrawn_at)
@@ -168,8 +174,11 @@ class ConsentHistory:
         self, consent_id: str, *, institution_id: str, channel: Channel, policy: ConsentPolicy, granted_at: datetime
     ) -> tuple["ConsentHistory", ConsentChange]:
         """Record a consent or a new version of it, then apply revocations parked for it."""
-        candidate = ConsentRecord(consent_id, institution_id, channel, policy, granted_at, sequence=self.next_sequence)
         existing = self.consent(consent_id)
+        candidate = ConsentRecord(
+            consent_id, institution_id, channel, policy, granted_at, sequence=self.next_sequence,
+            first_granted_at=existing.first_granted if existing is not None else granted_at,
+        )
         if existing is not None and existing.same_content(candidate):
             return self, ConsentChange(ChangeKind.DUPLICATE, existing, existing)
         if existing is not None and granted_at < existing.granted_at:
@@ -197,7 +206,7 @@ class ConsentHistory:
         if consent is None:
             return replace(self, parked=self.parked + (revocation,)), RevocationChange(ChangeKind.PARKED)
         ended = consent.withdrawn_at
-        if revocation.scope is None and ended is not None and ended <= max(revocation.effective_at, consent.granted_at):
+        if revocation.scope is None and ended is not None and ended <= max(revocation.effective_at, consent.first_granted):
             # Applying it would deny again what the consent permitted and so override a newer consent.
             return self, RevocationChange(ChangeKind.ALREADY_WITHDRAWN)
         history, applied = self._apply(revocation)
@@ -265,12 +274,14 @@ class ConsentHistory:
         if consent is None:
             raise LookupError(f"consent {revocation.consent_id} is not recorded; park the revocation instead")
 
-        effective_at = max(revocation.effective_at, consent.granted_at)
+        # A revocation never precedes its consent's first version. One dated before the
+        # current version ends an earlier version only, so the current one stays in force.
+        effective_at = max(revocation.effective_at, consent.first_granted)
         denied = revocation.scope if revocation.scope is not None else permitted_scope(consent.policy)
         applied = AppliedRevocation(revocation, denied, effective_at, self.next_sequence)
 
         consents = self.consents
-        if revocation.scope is None:
+        if revocation.scope is None and effective_at >= consent.granted_at:
             ended = replace(consent, withdrawn_at=min(effective_at, consent.withdrawn_at or effective_at))
             consents = tuple(ended if record.consent_id == consent.consent_id else record for record in consents)
         history = replace(

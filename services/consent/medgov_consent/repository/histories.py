@@ -196,12 +196,13 @@ async def mark_fanned_out(connection: asyncpg.Connection, subjects: Iterable[str
 
 _UPSERT_CONSENT = """
     INSERT INTO consents (subject, consent_id, institution_id, channel, policy, permitted_scope,
-                          granted_at, sequence, withdrawn_at, recorded_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                          granted_at, sequence, withdrawn_at, recorded_at, first_granted_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (subject, consent_id) DO UPDATE SET
         institution_id = EXCLUDED.institution_id, channel = EXCLUDED.channel, policy = EXCLUDED.policy,
         permitted_scope = EXCLUDED.permitted_scope, granted_at = EXCLUDED.granted_at,
-        sequence = EXCLUDED.sequence, withdrawn_at = EXCLUDED.withdrawn_at, recorded_at = EXCLUDED.recorded_at
+        sequence = EXCLUDED.sequence, withdrawn_at = EXCLUDED.withdrawn_at, recorded_at = EXCLUDED.recorded_at,
+        first_granted_at = EXCLUDED.first_granted_at
 """
 
 _INSERT_REVOCATION = """
@@ -228,6 +229,7 @@ def _consent_row(subject: str, record: ConsentRecord, now: datetime) -> tuple:
         record.sequence,
         record.withdrawn_at,
         now,
+        record.first_granted,
     )
 
 
@@ -269,6 +271,7 @@ def _consent(row: asyncpg.Record) -> ConsentRecord:
         granted_at=row["granted_at"],
         sequence=row["sequence"],
         withdrawn_at=row["withdrawn_at"],
+        first_granted_at=row["first_granted_at"],
     )
 
 

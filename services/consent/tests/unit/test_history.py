@@ -1,6 +1,7 @@
 """A subject's consent history: order, revocation, re-consent, parking and duplicates."""
 
 from dataclasses import replace
+from datetime import datetime
 from itertools import permutations
 
 from hypothesis import given, settings
@@ -221,6 +222,24 @@ def test_new_version_after_withdrawal_readmits(make: Builders) -> None:
     assert change.record.withdrawn_at is None
     assert history.decide(make.request(at=T0 + days(1.5))).decision is Decision.DENY
     assert history.decide(make.request(at=T0 + days(3))).decision is Decision.PERMIT
+
+
+def _second_version(history: ConsentHistory, make: Builders, *, at: datetime) -> ConsentHistory:
+    history, _ = history.record_consent(
+        "cns-0001", institution_id="knuh", channel="dashboard", policy=make.dashboard_policy(kind="all_research"), granted_at=at
+    )
+    return history
+
+
+def test_revocation_dated_before_new_version_ends_earlier_version_only(make: Builders) -> None:
+    revocation_first = _second_version(make.revoked(make.consented(at=T0), at=T0 + days(1)), make, at=T0 + days(2))
+    version_first = make.revoked(_second_version(make.consented(at=T0), make, at=T0 + days(2)), at=T0 + days(1))
+    resent = make.revoked(revocation_first, at=T0 + days(1.5))
+
+    for history in (revocation_first, version_first, resent):
+        assert history.consent("cns-0001").withdrawn_at is None
+        assert history.decide(make.request(at=T0 + days(1.2))).decision is Decision.DENY
+        assert history.decide(make.request(at=T0 + days(3))).decision is Decision.PERMIT
 
 
 def test_correction_before_withdrawal_stays_withdrawn(make: Builders) -> None:
