@@ -151,15 +151,15 @@ class HospitalPublisher:
         if not isinstance(local_patient_id, str):
             raise Rejected(f"the local patient id must be a string, got {json_type_name(local_patient_id)}")
         if is_pseudonym(local_patient_id.strip()):
-            given = local_patient_id.strip()
-            region = self.settings.region.value
-            if given.split(".", 1)[0] != region:
+            pseudonym = local_patient_id.strip()
+            region, own_region = pseudonym.split(".", 1)[0], self.settings.region.value
+            if region != own_region:
                 # The consent service would dead-letter it as subject_of_other_region.
                 raise Rejected(
-                    f"the pseudonym {given[:24]}... belongs to region {given.split('.', 1)[0]!r}, not to {region!r} "
+                    f"the pseudonym {pseudonym[:24]}... belongs to region {region!r}, not to {own_region!r} "
                     f"(MEDGOV_REGION); give the local patient id, or send from that region"
                 )
-            return given
+            return pseudonym
         return pseudonymize(
             local_patient_id,
             region=self.settings.region.value,
