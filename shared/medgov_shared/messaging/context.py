@@ -103,7 +103,8 @@ class HandlerContext:
         inboxes drop the repeats.
         """
         staged = self.outbox.stage(
-            payload, **self._options(payload, event_id, time), topic=topic, region=region, trace_headers=self.trace_headers
+            payload, event_id=self._next_event_id(payload, event_id), time=time or self.now(), topic=topic, region=region,
+            trace_headers=self.trace_headers, **self._flow_ids(),
         )
         await self._keep([staged])
         return staged.envelope
@@ -117,23 +118,28 @@ class HandlerContext:
         """
         if not payloads:
             return []
-        time = self.now()
-        first = self.outbox.stage(payloads[0], **self._options(payloads[0], None, time), trace_headers=self.trace_headers)
+        first = self.outbox.stage(
+            payloads[0], event_id=self._next_event_id(payloads[0]), time=self.now(), trace_headers=self.trace_headers,
+            **self._flow_ids(),
+        )
         staged = [first]
         for payload in payloads[1:]:
-            staged.append(self.outbox.stage_like(first, payload, event_id=self._options(payload, None, time)["event_id"]))
+            staged.append(self.outbox.stage_like(first, payload, event_id=self._next_event_id(payload)))
         await self._keep(staged)
         return [item.envelope for item in staged]
 
-    def _options(self, payload: EventPayload, event_id: uuid.UUID | None, time: datetime | None) -> dict:
-        """Return the envelope options of the next emitted event: its id, flow ids and time."""
-        if event_id is None and self.incoming is not None:
-            event_id = uuid.uuid5(self.incoming.id, f"{self._emitted}:{payload.event_type}:{payload.key}")
+    def _next_event_id(self, payload: EventPayload, given: uuid.UUID | None = None) -> uuid.UUID | None:
+        """Return the id of the next emitted event: `given`, one derived from the incoming event, or None for a new one."""
+        if given is None and self.incoming is not None:
+            given = uuid.uuid5(self.incoming.id, f"{self._emitted}:{payload.event_type}:{payload.key}")
         self._emitted += 1
-        correlation = self.correlation_id or (self.incoming.correlationid if self.incoming else None)
+        return given
+
+    def _flow_ids(self) -> dict[str, uuid.UUID | None]:
+        """Return the correlation and causation ids of an event emitted now."""
         return {
-            "correlation_id": correlation, "causation_id": self.incoming.id if self.incoming else None,
-            "event_id": event_id, "time": time or self.now(),
+            "correlation_id": self.correlation_id or (self.incoming.correlationid if self.incoming else None),
+            "causation_id": self.incoming.id if self.incoming else None,
         }
 
     async def _keep(self, staged: list[StagedEvent]) -> None:
