@@ -239,18 +239,18 @@ class HospitalPublisher:
             raise Rejected(f"Consent.patient.reference must be a string such as \"Patient/123\", "
                            f"got {json_type_name(reference)}")
         local_id = reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
-        cleaned = self.cleaned_consent(fhir_consent)
         consent_id = str(fhir_consent.get("id") or "")
         if not consent_id:
             raise Rejected("Consent.id is missing")
-        if read_locally:
-            self.read_consent_locally(consent_id, cleaned)
+        # `command` removes the patient and narrative and pseudonymizes the other Patient references.
         command = self.command(
             "RecordConsent",
-            {"consent_id": f"{self.institution_id}-{consent_id}", "fhir_consent": cleaned},
+            {"consent_id": f"{self.institution_id}-{consent_id}", "fhir_consent": fhir_consent},
             local_patient_id=local_id,
         )
         assert isinstance(command, RecordConsent)
+        if read_locally:
+            self.read_consent_locally(consent_id, command.fhir_consent)
         return command
 
     def cleaned_consent(self, fhir_consent: dict[str, Any]) -> dict[str, Any]:
