@@ -539,7 +539,7 @@ def _codes(codings: Iterable[Any], system: str) -> frozenset[str]:
 
 
 def _describe_codings(codings: Iterable[Any]) -> list[str]:
-    """Describe each coding as its code and system for a message; a missing code or system is named as missing."""
+    """Describe each coding as its code and system for a message; a coding without code is named as such."""
     described = []
     for coding in codings:
         code = coding.code or "a coding without code"

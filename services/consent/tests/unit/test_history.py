@@ -231,7 +231,7 @@ def _second_version(history: ConsentHistory, make: Builders, *, at: datetime) ->
     return history
 
 
-def test_revocation_dated_before_new_version_ends_earlier_version_only(make: Builders) -> None:
+def test_early_revocation_spares_new_version(make: Builders) -> None:
     revocation_first = _second_version(make.revoked(make.consented(at=T0), at=T0 + days(1)), make, at=T0 + days(2))
     version_first = make.revoked(_second_version(make.consented(at=T0), make, at=T0 + days(2)), at=T0 + days(1))
     resent = make.revoked(revocation_first, at=T0 + days(1.5))
