@@ -4,8 +4,9 @@ import random
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from medgov_shared.messaging.kafka import consumer_options, key_partitioner
+from medgov_shared.messaging.kafka import consumer_options, key_partitioner, murmur2
 from medgov_shared.settings import ServiceSettings
 
 
@@ -18,6 +19,14 @@ def test_key_partitioner_agrees_with_the_default() -> None:
         for _ in range(2):
             chosen = [key_partitioner(key, all_partitions, all_partitions) for key in keys]
             assert chosen == [DefaultPartitioner()(key, all_partitions, all_partitions) for key in keys]
+
+
+def test_murmur2_equals_aiokafka() -> None:
+    rng = random.Random(11)
+    # Every length up to 80 covers each remainder of the 4-byte words, and bytes over 0x7F their sign.
+    keys = [rng.randbytes(length) for length in range(81) for _ in range(20)]
+    for key in keys:
+        assert murmur2(key) == aiokafka_murmur2(key), key
 
 
 def test_event_without_key_goes_to_an_available_partition() -> None:
