@@ -23,7 +23,7 @@ from medgov_catalog.domain.dataset import DatasetRuleViolation, NotDatasetHolder
 from medgov_catalog.domain.files import LimitedFileWriter, StoredFile
 from medgov_catalog.domain.registration import RegisteredVersion, RegistrationRejected
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
-from medgov_catalog.domain.staging import create_parent_folders, resolve_inside
+from medgov_catalog.domain.staging import check_upload_name, create_parent_folders, resolve_inside
 from medgov_catalog.search import SearchQuery, search
 from medgov_catalog.settings import CatalogSettings
 
@@ -268,6 +268,10 @@ def _upload_destination(area: Path, relative: str) -> Path:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
     else:
         raise HTTPException(status.HTTP_409_CONFLICT, f"'{relative}' is already staged; choose another name")
+    try:
+        check_upload_name(relative)
+    except FileRejected as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
 
     area = area.resolve()
     destination = area.joinpath(*Path(relative).parts)
@@ -296,6 +300,10 @@ async def _receive(request: Request, destination: Path, max_bytes: int, name: st
         writer.discard()
         raise
     stored = writer.finish()
+    if stored.size_bytes == 0:
+        # Registration would reject the file; an upload of nothing is most often a client that sent no body.
+        partial.unlink(missing_ok=True)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{name}' is empty (0 bytes); send the file's content as the request body")
     try:
         os.link(partial, destination)
     except FileExistsError:

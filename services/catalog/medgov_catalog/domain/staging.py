@@ -102,6 +102,25 @@ def resolve_inside(area: Path, relative: str) -> Path:
     return real
 
 
+def check_upload_name(relative: str) -> None:
+    """Raise FileRejected for a name an upload may not take: one with an empty folder name or a part starting with '.'.
+
+    Reading a staged file allows both, but an upload under such a name is a
+    mistake or an attempt to hide a file, and names starting with '.' are
+    reserved for the partial files of uploads in progress.
+    """
+    for part in relative.split("/"):
+        if part == "":
+            raise FileRejected(
+                RejectionReason.INVALID_PATH, f"'{relative}' has an empty folder name; separate folders with a single '/'"
+            )
+        if part.startswith("."):
+            raise FileRejected(
+                RejectionReason.INVALID_PATH,
+                f"'{relative}' has a name starting with '.', which staging keeps for uploads in progress; rename it",
+            )
+
+
 def _checked_parts(relative: str) -> tuple[str, ...]:
     if not relative or not relative.strip():
         raise FileRejected(RejectionReason.INVALID_PATH, "empty file path")

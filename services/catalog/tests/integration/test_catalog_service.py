@@ -240,6 +240,29 @@ async def test_first_upload_creates_private_area(topics, catalog_settings, token
     assert (area / "ct").stat().st_mode & 0o777 == 0o700
 
 
+async def test_upload_names_and_empty_body_rejected(topics, catalog_settings, token, tmp_path):
+    institution = topics.institution
+    (tmp_path / institution).mkdir()
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=institution)
+    content = b'{"resourceType": "Patient"}\n'
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        double_slash = await client.put("/staging/ct//first.ndjson", content=content, headers=hospital)
+        hidden = await client.put("/staging/.hidden.ndjson", content=content, headers=hospital)
+        hidden_folder = await client.put("/staging/ct/.cache/first.ndjson", content=content, headers=hospital)
+        empty = await client.put("/staging/empty.ndjson", content=b"", headers=hospital)
+
+    assert double_slash.status_code == 400
+    assert "has an empty folder name" in double_slash.json()["detail"]
+    assert hidden.status_code == 400
+    assert "starting with '.'" in hidden.json()["detail"]
+    assert hidden_folder.status_code == 400
+    assert empty.status_code == 400
+    assert "'empty.ndjson' is empty (0 bytes)" in empty.json()["detail"]
+    assert list((tmp_path / institution).iterdir()) == []
+
+
 async def test_oversized_upload_rejected_and_removed(topics, catalog_settings, token, tmp_path):
     institution = topics.institution
     (tmp_path / institution).mkdir()
