@@ -19,6 +19,12 @@ class ConsentSettings(ServiceSettings):
     due_revocation_check_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between checks for revocations whose effective time has come."
     )
+    # A FHIR Consent is a few kilobytes and a revocation less, so the consent
+    # routes need far less than the catalog's dataset registrations.
+    http_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Largest request body, in bytes, of a JSON route; larger ones get 413. The XML route keeps its own 1 MiB.",
+    )
     opt_out_minimum_cell: int = Field(
         default=5, ge=1, description="Minimum number of subjects in a hospital-month for the public page to show its opt-out rate."
     )

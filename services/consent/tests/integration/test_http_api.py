@@ -127,6 +127,9 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
             content=b"<Consent>" + b" " * 1_048_576 + b"</Consent>",
             headers={**knuh, "Content-Type": "application/fhir+xml"},
         )
+        padded = upload("Consent-consent-example-basic.json")
+        padded["fhir_consent"]["text"] = {"status": "generated", "div": "x" * 1_048_576}
+        oversized_json = await client.post("/v1/hospital/consents", json=padded, headers=knuh)
         vendor = await client.post(
             "/v1/hospital/consents",
             json=upload("Consent-consent-example-basic.json"),
@@ -176,6 +179,8 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert oversized_xml.status_code == 413
     assert oversized_xml.json()["detail"]["code"] == "body_too_large"
     assert "at most 1048576 bytes" in oversized_xml.json()["detail"]["message"]
+    assert oversized_json.status_code == 413
+    assert "more than the limit of 1048576 bytes" in oversized_json.json()["detail"]
     assert vendor.status_code == 403
     assert vendor.json()["detail"]["code"] == "unknown_institution"
     assert bad_pseudonym.status_code == 422
