@@ -36,6 +36,7 @@ from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_error, describe_validation_error
 from medgov_shared.messaging.kafka import producer_options
 from medgov_shared.messaging.outbox import Outbox
+from medgov_shared.messaging.outbox_retention import outbox_pruner
 from medgov_shared.messaging.relay import OutboxRelay
 from medgov_shared.messaging.topics import ensure_topics
 from medgov_shared.observability.logging import OutageLog, configure_logging
@@ -167,6 +168,13 @@ class Service:
                 renew_producer=self._renew_producer, poll_interval_s=settings.relay_poll_interval_s,
             )
             self._start_task("relay", self.relay.run())
+            if settings.outbox_prune_interval_s > 0:
+                # Beside the relay, in the process that owns the outbox's sent rows.
+                retention = PeriodicJob(
+                    "outbox-retention", settings.outbox_prune_interval_s,
+                    outbox_pruner(settings.service_name, settings.outbox_keep_sent_days),
+                )
+                self._start_task(f"job:{retention.name}", self._run_job(retention))
         if settings.role == "relay":
             log.info("outbox relay started", service=settings.service_name, region=settings.region.value, topic=self.topic)
             return

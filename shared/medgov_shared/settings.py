@@ -69,6 +69,15 @@ class ServiceSettings(BaseSettings):
     )
     drain_timeout_s: float = Field(default=20.0, gt=0, description="How long SIGTERM waits for the in-flight batch.")
     relay_poll_interval_s: float = Field(default=1.0, gt=0, description="Outbox polling when no NOTIFY arrives.")
+    outbox_keep_sent_days: float = Field(
+        default=7.0, gt=0,
+        description="Days an outbox row is kept after the broker acknowledged it; the topic keeps the event itself.",
+    )
+    outbox_prune_interval_s: float = Field(
+        default=60.0, ge=0,
+        description="Seconds between runs that delete sent outbox rows older than outbox_keep_sent_days, "
+        "at most 50,000 rows a run. 0 keeps every row.",
+    )
     role: Literal["all", "worker", "relay"] = Field(
         default="all",
         description="What this process runs. 'all': consumer, jobs, HTTP API and the outbox relay. 'worker': all but "

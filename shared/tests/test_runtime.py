@@ -14,7 +14,7 @@ from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
 from medgov_shared.messaging import context as handler_context
-from medgov_shared.messaging import dlq
+from medgov_shared.messaging import dlq, outbox_retention
 from medgov_shared.messaging import relay as relay_module
 from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent
 from medgov_shared.observability.tracing import context_from_headers
@@ -158,16 +158,24 @@ async def test_handler_failure_retried_then_dead_lettered(infra, toy_topic, toy_
     assert [row["reason"] for row in recorded] == ["handler_failed", "rejected"]
 
 
+async def _emit_and_send(service: Service, topic: str, consent_ids: list[str]) -> None:
+    for consent_id in consent_ids:
+        async with service.unit_of_work() as unit:
+            await unit.emit(revocation(consent_id), topic=topic)
+    await wait_until(
+        lambda: service.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"), message="outbox drained"
+    )
+
+
+async def _outbox_consent_ids(service: Service) -> list[str]:
+    rows = await service.pool.fetch("SELECT value FROM outbox ORDER BY position")
+    return [orjson.loads(row["value"])["data"]["consent_id"] for row in rows]
+
+
 async def test_outbox_relay_publishes_in_order(infra, toy_topic, toy_settings):
     async with running(build_toy(toy_settings, [toy_topic])) as service:
-        for index in range(20):
-            async with service.unit_of_work() as unit:
-                await unit.emit(revocation(f"seq-{index}"), topic=toy_topic)
+        await _emit_and_send(service, toy_topic, [f"seq-{index}" for index in range(20)])
         records = await read_all(infra.kafka_bootstrap_servers, toy_topic, expected=20)
-        await wait_until(
-            lambda: service.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"),
-            message="outbox drained",
-        )
 
     consent_ids = [wrap_id for wrap_id in (r.value for r in records)]
     order = [int(__import__("orjson").loads(value)["data"]["consent_id"].split("-")[1]) for value in consent_ids]
@@ -231,6 +239,44 @@ async def test_relay_sends_neighbours_of_rejected_event(infra, toy_settings):
     assert "broker rejected ConsentRevoked as too large" in rows[1]["last_error"]
     assert [orjson.loads(record.value)["data"]["consent_id"] for record in records] == ["fits-1", "fits-2", "fits-3"]
     assert all(dict(record.headers)["traceparent"] for record in records)
+
+
+async def test_outbox_retention_deletes_old_sent_rows(infra, toy_topic, toy_settings, monkeypatch):
+    """Only rows sent before the cut-off go, at most MAX_ROWS_PER_RUN read per run, oldest first."""
+    monkeypatch.setattr(outbox_retention, "MAX_ROWS_PER_RUN", 4)
+    settings = toy_settings.model_copy(update={"role": "relay", "outbox_prune_interval_s": 0})
+    prune = outbox_retention.outbox_pruner("consent", keep_sent_days=1)
+    async with running(build_toy(settings, [toy_topic])) as service:
+        await _emit_and_send(service, toy_topic, ["rejected", "old-1", "old-2", "recent", "old-3", "old-4"])
+        async with service.pool.acquire() as connection:
+            await connection.execute(
+                "UPDATE outbox SET sent_at = now() - interval '2 days' WHERE convert_from(value, 'UTF8') LIKE '%old-%'"
+            )
+            await connection.execute(
+                "UPDATE outbox SET sent_at = NULL, failed_at = now() - interval '2 days' WHERE convert_from(value, 'UTF8') LIKE '%rejected%'"
+            )
+        async with service.unit_of_work() as unit:
+            await prune(unit)
+        after_first = await _outbox_consent_ids(service)
+        async with service.unit_of_work() as unit:
+            await prune(unit)
+        after_second = await _outbox_consent_ids(service)
+
+    assert after_first == ["rejected", "recent", "old-3", "old-4"]
+    assert after_second == ["rejected", "recent"]
+
+
+async def test_outbox_retention_runs_beside_relay(infra, toy_topic, toy_settings):
+    settings = toy_settings.model_copy(update={"outbox_prune_interval_s": 0.2, "outbox_keep_sent_days": 1})
+    async with running(build_toy(settings, [toy_topic])) as service:
+        await _emit_and_send(service, toy_topic, ["aged", "recent"])
+        await service.pool.execute("UPDATE outbox SET sent_at = now() - interval '2 days' WHERE convert_from(value, 'UTF8') LIKE '%aged%'")
+        await wait_until(
+            lambda: service.pool.fetchval("SELECT count(*) = 1 FROM outbox"), message="the old sent row deleted"
+        )
+        remaining = await _outbox_consent_ids(service)
+
+    assert remaining == ["recent"]
 
 
 async def test_relay_in_a_process_of_its_own(infra, toy_topic, toy_settings):

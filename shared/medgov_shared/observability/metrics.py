@@ -32,6 +32,9 @@ OUTBOX_RELAY_ERRORS = Counter(
     "medgov_outbox_relay_errors", "Relay passes that failed with an unexpected error and were retried.", ["service"]
 )
 OUTBOX_PUBLISHED = Counter("medgov_outbox_published", "Outbox rows published to Kafka.", ["service", "topic"])
+OUTBOX_PRUNED = Counter(
+    "medgov_outbox_pruned", "Sent outbox rows deleted after outbox_keep_sent_days.", ["service"]
+)
 OUTBOX_FAILED = Counter(
     "medgov_outbox_failed", "Outbox rows that can never be published (e.g. too large).", ["service", "reason"]
 )
