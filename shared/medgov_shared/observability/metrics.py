@@ -43,6 +43,9 @@ HTTP_REJECTED = Counter(
 )
 SLA_WARNINGS = Counter("medgov_review_sla_warnings", "ReviewSlaWarning events emitted.", ["threshold"])
 SLA_BREACHES = Counter("medgov_review_sla_breaches", "ReviewSlaBreached events emitted.")
+EXCLUSIONS_OVERDUE = Counter(
+    "medgov_exclusions_overdue", "ExclusionOverdue events emitted: a party did not acknowledge an exclusion in time."
+)
 REVOCATION_FANOUT_SECONDS = Histogram(
     "medgov_revocation_fanout_seconds",
     "Time from ConsentRevoked effect to the last ExclusionRequested written for it.",

@@ -9,6 +9,7 @@ import structlog
 
 from medgov_shared.contracts.events.consent import ExclusionAcknowledged, ExclusionOverdue, ExclusionRequested
 from medgov_shared.messaging.context import HandlerContext
+from medgov_shared.observability import metrics
 
 from medgov_consent.domain.errors import NotAParty, UnknownExclusion
 from medgov_consent.domain.exclusion import Exclusion, Party
@@ -201,6 +202,9 @@ async def flag_overdue_exclusions(context: HandlerContext, limit: int = 100) -> 
         context.log.warning(
             "exclusion overdue", exclusion_id=marked.exclusion_id, missing=[party.value for party in missing]
         )
+        # NOTE: counted when written to the outbox; a transaction that then
+        # rolls back leaves the counter one ahead of the published events.
+        metrics.EXCLUSIONS_OVERDUE.inc()
         flagged += 1
     return flagged
 

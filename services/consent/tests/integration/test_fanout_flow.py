@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from medgov_shared.clock import ManualClock
 from medgov_shared.contracts.events.catalog import DatasetSubjectsAdded
@@ -129,6 +130,7 @@ async def test_overdue_flag_raised_once(service: Service, scenario: Scenario, cl
             headers=bearer(jwt_secret, roles=["hospital"], institution="knuh"),
         )
 
+    counted_before = REGISTRY.get_sample_value("medgov_exclusions_overdue_total")
     clock.advance(timedelta(hours=71))
     await asyncio.sleep(1.0)  # the overdue job runs every 0.2 s in these tests
     before_deadline = await outbox_events(service, "ExclusionOverdue", patient)
@@ -143,6 +145,7 @@ async def test_overdue_flag_raised_once(service: Service, scenario: Scenario, cl
     assert len(overdue) == 1
     assert overdue[0]["data"]["missing_parties"] == ["grantee"]
     assert overdue[0]["data"]["institution_ids"] == ["vendor-medvision"]
+    assert REGISTRY.get_sample_value("medgov_exclusions_overdue_total") == counted_before + 1
 
 
 async def test_revocation_reaches_later_grant(service: Service, scenario: Scenario, clock: ManualClock, jwt_secret: str) -> None:
