@@ -14,6 +14,7 @@ from bench.arms import ArmResult
 from bench.gate import GateResult
 from bench.latency import LatencyResult
 from bench.workload import REPO_ROOT
+from medgov_shared.testing.infrastructure import load_launcher
 
 SERVICE_ARMS = ("consent", "review", "catalog", "grants")
 
@@ -93,17 +94,20 @@ def _cpu_model() -> str:
 
 
 def _kafka_version() -> str:
-    """Read the broker's version from the local launcher's log (the broker reports it at start)."""
+    """Read the broker's version from the shared pair's log, or else from the jars the launcher starts brokers from."""
     log_file = REPO_ROOT / "var" / "log" / "kafka.log"
-    if not log_file.exists():
-        return "unknown (no var/log/kafka.log)"
-    found = "unknown"
-    with log_file.open(errors="replace") as lines:
-        for line in lines:
-            match = re.search(r"Kafka version: (\S+)", line)
-            if match:
-                found = match.group(1)
-    return found
+    if log_file.exists():
+        found = None
+        with log_file.open(errors="replace") as lines:
+            for line in lines:
+                match = re.search(r"Kafka version: (\S+)", line)
+                if match:
+                    found = match.group(1)  # the last start counts
+        if found:
+            return found
+    # The private pair's log is deleted with its state at the end of the run.
+    cached = load_launcher().cached_kafka_version()
+    return f"{cached} (the local launcher's jars)" if cached else "unknown (no var/log/kafka.log and no cached jars)"
 
 
 def to_json(config: dict, env: dict[str, object], results: Sequence[ArmResult], latencies: Sequence[LatencyResult], scaling: Sequence[ArmResult], failures: Sequence[str]) -> dict:

@@ -332,6 +332,12 @@ def _cached_kafka_libs() -> Path | None:
     return None
 
 
+def cached_kafka_version() -> str | None:
+    """Return the Kafka version whose jars the launcher starts the broker from, or None before they are fetched."""
+    libs = _cached_kafka_libs()
+    return libs.parent.name.removeprefix("kafka-") if libs is not None else None
+
+
 def kafka_libs() -> Path:
     """Return the directory of Kafka jars, fetching them with mvn on first use.
 
