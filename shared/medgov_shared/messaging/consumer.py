@@ -611,14 +611,6 @@ class EventConsumer:
                 f"expected 'medgov/hospital/{claimed}'",
                 1,
             )
-        if claimed is not None and envelope.region != self.settings.region:
-            # One installation serves one region, and a hospital belongs to one.
-            return envelope, None, DeadLetter(
-                "invalid_envelope",
-                f"envelope region {envelope.region.value!r} is not this installation's region "
-                f"{self.settings.region.value!r}; publish with the region of the installation the hospital belongs to",
-                1,
-            )
         if claimed is not None and not is_inbound_command(envelope.type, envelope.schema_version):
             # Services pick a handler by event type alone, so a hospital must not be able to
             # send a service's event (a DatasetPublished, say) on its topic. A service topic
