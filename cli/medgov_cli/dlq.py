@@ -69,6 +69,12 @@ async def show(topic: str, console: Console) -> None:
 
 async def replay(topic: str, reason: str | None) -> int:
     """Publish each record's original bytes to its original topic; consumers deduplicate by event id."""
+    if not topic.endswith(".dlq"):
+        # The original topic of a record without the header is the name without '.dlq', which
+        # for a service topic is the topic itself: every event would be published a second time.
+        raise LookupError(
+            f"{topic!r} is not a dead-letter topic; give a name ending in '.dlq', such as medgov.inbound.knuh.v1.dlq"
+        )
     records = await _read_all(topic)
     settings = KafkaClientSettings()
     producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True, acks="all")

@@ -292,3 +292,9 @@ def test_token_with_known_role_signed(environment):
 
     assert result.exit_code == 0, result.output
     assert result.output.count(".") == 2
+
+
+def test_replay_of_non_dlq_topic_rejected(environment):
+    result = invoke(["dlq", "replay", "medgov.review.v1"], environment)
+
+    assert_clean_failure(result, "'medgov.review.v1' is not a dead-letter topic")
