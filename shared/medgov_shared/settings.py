@@ -70,7 +70,7 @@ class ServiceSettings(BaseSettings):
     drain_timeout_s: float = Field(default=20.0, gt=0, description="How long SIGTERM waits for the in-flight batch.")
     relay_poll_interval_s: float = Field(default=1.0, gt=0, description="Outbox polling when no NOTIFY arrives.")
     outbox_keep_sent_days: float = Field(
-        default=7.0, gt=0,
+        default=7.0, gt=0, le=36_500,
         description="Days an outbox row is kept after the broker acknowledged it; the topic keeps the event itself.",
     )
     outbox_prune_interval_s: float = Field(

@@ -252,8 +252,10 @@ async def test_outbox_retention_deletes_old_sent_rows(infra, toy_topic, toy_sett
             await connection.execute(
                 "UPDATE outbox SET sent_at = now() - interval '2 days' WHERE convert_from(value, 'UTF8') LIKE '%old-%'"
             )
+            # A row edited by hand may have both times; being rejected, it stays.
             await connection.execute(
-                "UPDATE outbox SET sent_at = NULL, failed_at = now() - interval '2 days' WHERE convert_from(value, 'UTF8') LIKE '%rejected%'"
+                "UPDATE outbox SET sent_at = now() - interval '2 days', failed_at = now() - interval '2 days' "
+                "WHERE convert_from(value, 'UTF8') LIKE '%rejected%'"
             )
         async with service.unit_of_work() as unit:
             await prune(unit)

@@ -30,7 +30,9 @@ MAX_ROWS_PER_RUN = 50_000
 # them lie at the head of the outbox, nothing after them is deleted.
 _DELETE_SENT = """
 WITH oldest AS (SELECT position, sent_at FROM outbox ORDER BY position LIMIT $2)
-DELETE FROM outbox WHERE position IN (SELECT position FROM oldest WHERE sent_at < now() - $1::interval)
+DELETE FROM outbox WHERE position IN (
+    SELECT position FROM oldest WHERE sent_at < now() - $1::interval AND failed_at IS NULL
+)
 """
 
 
