@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medgov_shared.contracts.events.catalog import DatasetDescription
@@ -121,7 +122,8 @@ def build_router() -> APIRouter:
         duo: Annotated[list[str] | None, Query(description="GA4GH DUO code, e.g. HMB.")] = None,
         legal_basis: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded so that no value overflows the query's bigint.
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> dict[str, Any]:
         settings = _settings(request)
         filters = {
@@ -162,7 +164,10 @@ def build_router() -> APIRouter:
 
     @router.get("/datasets/{dataset_id}/versions/{version}/report")
     async def get_version_report(
-        dataset_id: str, version: int, request: Request, principal: Annotated[Principal, Depends(current_principal)]
+        dataset_id: str,
+        version: Annotated[int, FastApiPath(ge=1, le=2_147_483_647, description="Version number (an int4 column).")],
+        request: Request,
+        principal: Annotated[Principal, Depends(current_principal)],
     ) -> dict[str, Any]:
         """Return the files, PIPA findings and flags of one local version (holder, DRB, operators, council)."""
         async with _service(request).pool.acquire() as connection:

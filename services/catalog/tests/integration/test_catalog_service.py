@@ -263,6 +263,18 @@ async def test_upload_names_and_empty_body_rejected(topics, catalog_settings, to
     assert list((tmp_path / institution).iterdir()) == []
 
 
+async def test_out_of_range_numbers_rejected(topics, catalog_settings, token):
+    settings = catalog_settings()
+    applicant = token(["applicant"], institution="vendor-medvision")
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        offset = await client.get("/datasets", params={"offset": "99999999999999999999"}, headers=applicant)
+        version = await client.get("/datasets/ds-knuh-x/versions/99999999999999/report", headers=applicant)
+
+    assert offset.status_code == 422
+    assert version.status_code == 422
+
+
 async def test_oversized_upload_rejected_and_removed(topics, catalog_settings, token, tmp_path):
     institution = topics.institution
     (tmp_path / institution).mkdir()
