@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from medgov_cli.chaos.driver import print_report
+from medgov_cli.chaos.driver import ChaosConfig, ChaosReport, print_report
 from medgov_cli.output import report_console
 
 
@@ -24,3 +24,13 @@ def test_table_whole_without_terminal(capsys):
     assert "…" not in text
     assert "2250341" in text
     assert "consent revocations (applied or parked)" in text
+
+
+def test_summary_line_starts_with_outcome():
+    config = ChaosConfig(events=10, kills=0)
+    passed = ChaosReport(config=config, seed=1)
+    aborted = ChaosReport(config=config, seed=1, aborted="review exited during start 8 times in a row")
+
+    assert passed.summary_line().startswith("result=passed events=10 ")
+    assert aborted.summary_line().startswith("result=aborted events=10 ")
+    assert aborted.summary_line().endswith("lost=0 duplicated=0")

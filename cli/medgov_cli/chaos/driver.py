@@ -113,8 +113,10 @@ class ChaosReport:
 
     def summary_line(self) -> str:
         counts = self.verification
+        # The outcome comes first: an aborted run may still count lost=0 duplicated=0.
+        outcome = "aborted" if self.aborted else "passed" if self.passed else "failed"
         return (
-            f"events={self.config.events} accepted={self.accepted} kills={self.kills} "
+            f"result={outcome} events={self.config.events} accepted={self.accepted} kills={self.kills} "
             f"kafka_restarts={self.kafka_restarts} postgres_restarts={self.postgres_restarts} "
             f"dead_lettered={counts.dead_lettered_commands} undrained={counts.undrained_total} "
             f"lost={counts.lost} duplicated={counts.duplicated}"

@@ -41,7 +41,12 @@ LIVENESS_PERIOD_S = 10.0
 LIVENESS_TIMEOUT_S = 2.0
 LIVENESS_FAILURES_BEFORE_RESTART = 3
 EXIT_CHECK_INTERVAL_S = 1.0
-START_ATTEMPTS = 5
+# A start is tried again after 1, 2, 4, 8 and then 16 s, over a minute in all,
+# as Kubernetes backs off a crashing container: enough for a service started
+# while the broker or the database restarts. Five tries 1 s apart were used
+# up by a broker outage of 17 s.
+START_ATTEMPTS = 8
+START_BACKOFF_MAX_S = 16.0
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ class ServiceStack:
                 log.warning("service exited while starting; starting it again", service=name,
                             attempt=attempt, error=str(error))
                 self.start_failures.append(name)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(min(2.0 ** (attempt - 1), START_BACKOFF_MAX_S))
         raise RuntimeError(
             f"{name} exited during start {START_ATTEMPTS} times in a row; see {self.processes[name].log_path}"
         )
