@@ -114,7 +114,12 @@ class ChaosReport:
     def summary_line(self) -> str:
         counts = self.verification
         # The outcome comes first: an aborted run may still count lost=0 duplicated=0.
-        outcome = "aborted" if self.aborted else "passed" if self.passed else "failed"
+        if self.aborted:
+            outcome = "aborted"
+        elif self.passed:
+            outcome = "passed"
+        else:
+            outcome = "failed"
         return (
             f"result={outcome} events={self.config.events} accepted={self.accepted} kills={self.kills} "
             f"kafka_restarts={self.kafka_restarts} postgres_restarts={self.postgres_restarts} "
