@@ -76,7 +76,7 @@ class ServiceSettings(BaseSettings):
     outbox_prune_interval_s: float = Field(
         default=60.0, ge=0,
         description="Seconds between runs that delete sent outbox rows older than outbox_keep_sent_days, "
-        "at most 50,000 rows a run. 0 keeps every row.",
+        "reading at most the 50,000 oldest rows a run. 0 keeps every row.",
     )
     role: Literal["all", "worker", "relay"] = Field(
         default="all",

@@ -29,7 +29,7 @@ MAX_ROWS_PER_RUN = 50_000
 # qualifies. Rejected rows stay, so NOTE: once more than MAX_ROWS_PER_RUN of
 # them lie at the head of the outbox, nothing after them is deleted.
 _DELETE_SENT = """
-WITH oldest AS (SELECT position, sent_at FROM outbox ORDER BY position LIMIT $2)
+WITH oldest AS (SELECT position, sent_at, failed_at FROM outbox ORDER BY position LIMIT $2)
 DELETE FROM outbox WHERE position IN (
     SELECT position FROM oldest WHERE sent_at < now() - $1::interval AND failed_at IS NULL
 )
