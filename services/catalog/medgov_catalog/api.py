@@ -306,7 +306,7 @@ async def _receive(request: Request, destination: Path, max_bytes: int, name: st
         raise
     stored = writer.finish()
     if stored.size_bytes == 0:
-        # Registration would reject the file; an upload of nothing is most often a client that sent no body.
+        # Registration would reject the empty file later, so the sender learns of it now.
         partial.unlink(missing_ok=True)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{name}' is empty (0 bytes); send the file's content as the request body")
     try:
