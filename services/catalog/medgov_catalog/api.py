@@ -3,9 +3,11 @@
 import asyncio
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,11 +26,23 @@ from medgov_catalog.domain.dataset import DatasetRuleViolation, NotDatasetHolder
 from medgov_catalog.domain.files import LimitedFileWriter, StoredFile
 from medgov_catalog.domain.registration import RegisteredVersion, RegistrationRejected
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
-from medgov_catalog.domain.staging import check_upload_name, create_parent_folders, resolve_inside
+from medgov_catalog.domain.staging import (
+    check_upload_name,
+    create_parent_folders,
+    remove_empty_folders,
+    resolve_inside,
+)
 from medgov_catalog.search import SearchQuery, search
 from medgov_catalog.settings import CatalogSettings
 
+log = structlog.get_logger(__name__)
+
 REPORT_READER_ROLES = ("drb_reviewer", "operator", "council")
+
+# A failed upload in another catalog replica may remove an empty folder that an
+# upload has just found and is about to use. Creating the folders and opening
+# the partial file is then repeated, up to this many attempts in all.
+UPLOAD_FOLDER_ATTEMPTS = 3
 
 
 class _Body(BaseModel):
@@ -71,7 +85,11 @@ def build_router() -> APIRouter:
     async def upload_staged_file(
         path: str, request: Request, principal: Annotated[Principal, Depends(require_roles("hospital"))]
     ) -> dict[str, Any]:
-        """Stream a file into the caller's staging area; it is stopped and deleted once it passes the size limit."""
+        """Stream a file into the caller's staging area; it is stopped and deleted once it passes the size limit.
+
+        A rejected or failed upload also removes the folders it created, except
+        those that another upload has put a file into meanwhile.
+        """
         settings = _settings(request)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > settings.max_file_bytes:
@@ -85,12 +103,13 @@ def build_router() -> APIRouter:
             registered_hospital(institution_id)
         except RegistrationRejected as error:
             raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
+        created_folders: list[Path] = []
         try:
-            area = settings.staging.create_area_of(institution_id)
-        except FileRejected as error:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
-        destination = _upload_destination(area, path)
-        stored = await _receive(request, destination, settings.max_file_bytes, path)
+            upload = _start_upload(settings, institution_id, path, created_folders)
+            stored = await _receive(request, upload, path)
+        except BaseException:
+            _remove_created_folders(created_folders, institution_id)
+            raise
         return {"path": path, "size_bytes": stored.size_bytes, "sha256": stored.sha256}
 
     @router.post("/datasets", status_code=status.HTTP_201_CREATED)
@@ -264,8 +283,48 @@ def _command(body: RegistrationRequest, institution_id: str) -> RegisterDataset:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, describe_validation_error(error)) from None
 
 
-def _upload_destination(area: Path, relative: str) -> Path:
-    """Return where an upload goes, after the same path checks as for registration; 409 if it exists."""
+@dataclass(frozen=True)
+class _OpenUpload:
+    """An upload whose folders exist and whose partial file is open for writing."""
+
+    destination: Path
+    partial: Path
+    writer: LimitedFileWriter
+
+
+def _start_upload(settings: CatalogSettings, institution_id: str, relative: str, created_folders: list[Path]) -> _OpenUpload:
+    """Check the upload's path, create the missing folders and open the partial file.
+
+    Each folder created is appended to `created_folders`, also when this raises.
+    The steps are repeated if a folder disappears meanwhile (see UPLOAD_FOLDER_ATTEMPTS).
+    """
+    attempt = 1
+    while True:
+        try:
+            return _open_upload(settings, institution_id, relative, created_folders)
+        except FileNotFoundError:
+            if attempt == UPLOAD_FOLDER_ATTEMPTS:
+                raise
+            log.info("staging folder removed by a concurrent upload; retrying", institution_id=institution_id,
+                     path=relative, attempt=attempt)
+            attempt += 1
+
+
+def _open_upload(settings: CatalogSettings, institution_id: str, relative: str, created_folders: list[Path]) -> _OpenUpload:
+    try:
+        area = settings.staging.create_area_of(institution_id, created_folders)
+    except FileRejected as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
+    destination = _upload_destination(area, relative, created_folders)
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+    return _OpenUpload(destination, partial, LimitedFileWriter(partial, settings.max_file_bytes, relative))
+
+
+def _upload_destination(area: Path, relative: str, created_folders: list[Path]) -> Path:
+    """Return where an upload goes, after the same path checks as for registration; 409 if it exists.
+
+    The missing folders are created, and appended to `created_folders`.
+    """
     try:
         resolve_inside(area, relative)
     except FileRejected as error:
@@ -281,41 +340,54 @@ def _upload_destination(area: Path, relative: str) -> Path:
     area = area.resolve()
     destination = area.joinpath(*Path(relative).parts)
     existing = destination.parent
-    while not existing.exists():
+    # The walk stops at the area, which a concurrent failed upload may have
+    # just removed. create_parent_folders then raises FileNotFoundError.
+    while existing != area and not existing.exists():
         existing = existing.parent
     # Checked before creating folders, so that no folder appears outside the
     # area through a symbolic link.
     if not existing.resolve().is_relative_to(area):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{relative}' leads outside the staging area")
-    create_parent_folders(area, destination)
+    create_parent_folders(area, destination, created_folders)
     return destination
 
 
-async def _receive(request: Request, destination: Path, max_bytes: int, name: str) -> StoredFile:
+async def _receive(request: Request, upload: _OpenUpload, name: str) -> StoredFile:
     # The body goes to a temporary name and is linked into place only when
     # complete, so a half-uploaded file is never registered.
-    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
-    writer = LimitedFileWriter(partial, max_bytes, name)
+    partial, destination, writer = upload.partial, upload.destination, upload.writer
     try:
-        async for chunk in request.stream():
-            await asyncio.to_thread(writer.write, chunk)
-    except FileRejected as error:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, error.detail) from None
-    except BaseException:
-        writer.discard()
-        raise
-    stored = writer.finish()
-    if stored.size_bytes == 0:
-        # Registration would reject the empty file later, so the sender learns of it now.
-        partial.unlink(missing_ok=True)
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{name}' is empty (0 bytes); send the file's content as the request body")
-    try:
-        os.link(partial, destination)
-    except FileExistsError:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"'{name}' was staged by another upload meanwhile") from None
+        try:
+            async for chunk in request.stream():
+                await asyncio.to_thread(writer.write, chunk)
+            stored = writer.finish()
+        except FileRejected as error:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, error.detail) from None
+        except BaseException:
+            writer.discard()
+            raise
+        if stored.size_bytes == 0:
+            # Registration would reject the empty file later, so the sender learns of it now.
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"'{name}' is empty (0 bytes); send the file's content as the request body")
+        try:
+            os.link(partial, destination)
+        except FileExistsError:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"'{name}' was staged by another upload meanwhile") from None
     finally:
+        # After os.link the file stays at `destination`. Otherwise this removes
+        # the partial file, also when discard() failed to close it on a full
+        # disk and raised before removing it.
         partial.unlink(missing_ok=True)
     return StoredFile(destination, stored.size_bytes, stored.sha256)
+
+
+def _remove_created_folders(folders: list[Path], institution_id: str) -> None:
+    try:
+        remove_empty_folders(folders)
+    except OSError as error:
+        # The client gets the upload's own error. This one only leaves an empty folder behind.
+        log.warning("failed to remove an empty staging folder of a failed upload", institution_id=institution_id,
+                    error=str(error))
 
 
 def _registration_report(registered: RegisteredVersion) -> dict[str, Any]:

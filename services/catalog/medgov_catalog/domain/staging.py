@@ -8,6 +8,7 @@ where the root is the sample-data folder. A path that leaves the area,
 directly or through a symbolic link, is rejected.
 """
 
+import errno
 import os
 import re
 import stat
@@ -41,8 +42,11 @@ class StagingArea:
         """Return the real path of a staged regular file, or raise FileRejected."""
         return resolve_inside(self.area_of(institution_id), relative)
 
-    def create_area_of(self, institution_id: str) -> Path:
-        """Return the institution's area, creating its folder with FOLDER_MODE if it does not exist yet."""
+    def create_area_of(self, institution_id: str, created_folders: list[Path]) -> Path:
+        """Return the institution's area, creating its folder with FOLDER_MODE if it does not exist yet.
+
+        The folder is appended to `created_folders` only if this call created it.
+        """
         if not self.per_institution:
             return self.area_of(institution_id)
         if not _FOLDER_NAME.fullmatch(institution_id):
@@ -54,24 +58,52 @@ class StagingArea:
             (self.root / institution_id).mkdir(mode=FOLDER_MODE)
         except FileExistsError:
             pass
+        else:
+            created_folders.append(self.area_of(institution_id))
         area = self.area_of(institution_id)
         if not area.is_dir():
             raise FileRejected(RejectionReason.INVALID_PATH, f"the staging area of {institution_id} is not a folder")
         return area
 
 
-def create_parent_folders(area: Path, destination: Path) -> None:
+def create_parent_folders(area: Path, destination: Path, created_folders: list[Path]) -> None:
     """Create the missing folders between `area` and `destination`, each with FOLDER_MODE.
 
+    Each folder that this call creates is appended to `created_folders` at
+    once, so the list is complete even when a later mkdir raises. A folder
+    that a concurrent upload creates first is not appended. FileNotFoundError
+    means that `area` or a folder inside it was removed meanwhile.
     The caller has checked that the deepest existing folder lies inside `area`.
     """
     missing = []
     folder = destination.parent
-    while not folder.exists():
+    while folder != area and not folder.exists():
         missing.append(folder)
         folder = folder.parent
     for folder in reversed(missing):
-        folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        try:
+            folder.mkdir(mode=FOLDER_MODE)
+        except FileExistsError:
+            continue
+        created_folders.append(folder)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of `folders` that is empty, in reverse order, so that the last created goes first.
+
+    rmdir removes only empty folders, so a folder that contains anything, such as
+    the partial file of a concurrent upload, stays. So do its parents. A
+    folder that is gone already is skipped. Other OSErrors are raised.
+    """
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            # POSIX allows EEXIST as well as ENOTEMPTY for a folder that is not empty.
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
 
 
 def resolve_inside(area: Path, relative: str) -> Path:

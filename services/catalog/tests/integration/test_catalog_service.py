@@ -17,6 +17,8 @@ from medgov_shared.messaging import dlq
 from medgov_shared.testing.institutions import throwaway_hospital
 from medgov_shared.testing.services import http_client, running, unique_name, wait_until
 
+from medgov_catalog import api
+from medgov_catalog.domain.staging import create_parent_folders
 from medgov_catalog.main import build_service
 
 from .conftest import CATALOG_TOPIC, read_events, read_first_records
@@ -293,6 +295,67 @@ async def test_oversized_upload_rejected_and_removed(topics, catalog_settings, t
     assert "passed the limit of 1000 bytes" in streamed.json()["detail"]
     assert declared.status_code == 413
     assert list((tmp_path / institution).iterdir()) == []
+
+
+async def test_rejected_uploads_leave_no_folders(topics, catalog_settings, token, tmp_path):
+    institution = topics.institution
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True, max_file_bytes=1000)
+    hospital = token(["hospital"], institution=institution)
+    content = b'{"resourceType": "Patient"}\n'
+
+    async def oversized_body():
+        for _ in range(10):
+            yield b"x" * 500
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        bad_name = await client.put("/staging/ct/.cache/first.ndjson", content=content, headers=hospital)
+        empty = await client.put("/staging/ct/series-1/empty.ndjson", content=b"", headers=hospital)
+        oversized = await client.put("/staging/ct/series-1/big.dcm", content=oversized_body(), headers=hospital)
+
+    assert bad_name.status_code == 400
+    assert empty.status_code == 400
+    assert oversized.status_code == 413
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_rejected_upload_keeps_existing_folders(topics, catalog_settings, token, tmp_path):
+    area = tmp_path / topics.institution
+    (area / "ct").mkdir(parents=True)
+    (area / "mri").mkdir()
+    (area / "mri" / "a.dcm").write_bytes(b"x")
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=topics.institution)
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        into_empty_folder = await client.put("/staging/ct/series-1/empty.ndjson", content=b"", headers=hospital)
+        into_full_folder = await client.put("/staging/mri/series-1/empty.ndjson", content=b"", headers=hospital)
+
+    assert into_empty_folder.status_code == 400
+    assert into_full_folder.status_code == 400
+    assert sorted(path.name for path in area.iterdir()) == ["ct", "mri"]
+    assert list((area / "ct").iterdir()) == []
+    assert [path.name for path in (area / "mri").iterdir()] == ["a.dcm"]
+
+
+async def test_upload_retries_after_area_removed(topics, catalog_settings, token, tmp_path, monkeypatch):
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=topics.institution)
+    calls = []
+
+    def remove_area_once(area, destination, created_folders):
+        # Stands in for a failed upload in another replica that removes the new, still empty area.
+        if not calls:
+            area.rmdir()
+        calls.append(area)
+        create_parent_folders(area, destination, created_folders)
+
+    monkeypatch.setattr(api, "create_parent_folders", remove_area_once)
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        response = await client.put("/staging/ct/first.ndjson", content=b'{"resourceType": "Patient"}\n', headers=hospital)
+
+    assert response.status_code == 201, response.text
+    assert len(calls) == 2
+    assert (tmp_path / topics.institution / "ct" / "first.ndjson").read_bytes() == b'{"resourceType": "Patient"}\n'
 
 
 async def test_versions_kept_and_withdrawal_final(topics, catalog_settings, describe, token):

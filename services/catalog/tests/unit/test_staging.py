@@ -1,11 +1,12 @@
 """Paths in a RegisterDataset command must stay inside the institution's staging area."""
 
+import errno
 import os
 
 import pytest
 
 from medgov_catalog.domain.rejection import FileRejected, RejectionReason
-from medgov_catalog.domain.staging import StagingArea, create_parent_folders, resolve_inside
+from medgov_catalog.domain.staging import StagingArea, create_parent_folders, remove_empty_folders, resolve_inside
 
 
 @pytest.fixture
@@ -91,20 +92,26 @@ def test_message_names_path(area):
 def test_create_area_makes_private_folder(tmp_path):
     staging = StagingArea(tmp_path)
 
-    area = staging.create_area_of("dsmc")
+    created: list = []
+
+    area = staging.create_area_of("dsmc", created)
 
     assert area == (tmp_path / "dsmc").resolve()
     assert area.is_dir()
     assert area.stat().st_mode & 0o777 == 0o700
+    assert created == [area]
 
 
 def test_create_area_keeps_existing_folder(area):
     staging = StagingArea(area)
 
-    created = staging.create_area_of("knuh")
+    created: list = []
 
-    assert created == (area / "knuh").resolve()
-    assert (created / "ct" / "a.dcm").read_bytes() == b"x"
+    knuh = staging.create_area_of("knuh", created)
+
+    assert knuh == (area / "knuh").resolve()
+    assert (knuh / "ct" / "a.dcm").read_bytes() == b"x"
+    assert created == []
 
 
 @pytest.mark.parametrize("institution_id", ["..", ".", "a/b", "../outside", "", "x\x00"])
@@ -112,7 +119,7 @@ def test_create_area_rejects_unsafe_institution(tmp_path, institution_id):
     staging = StagingArea(tmp_path / "staging")
     (tmp_path / "staging").mkdir()
 
-    assert _reason(staging.create_area_of, institution_id) is RejectionReason.INVALID_PATH
+    assert _reason(staging.create_area_of, institution_id, []) is RejectionReason.INVALID_PATH
     assert [path.name for path in tmp_path.iterdir()] == ["staging"]
     assert list((tmp_path / "staging").iterdir()) == []
 
@@ -120,17 +127,85 @@ def test_create_area_rejects_unsafe_institution(tmp_path, institution_id):
 def test_create_area_shared_layout_creates_nothing(tmp_path):
     staging = StagingArea(tmp_path, per_institution=False)
 
-    area = staging.create_area_of("dsmc")
+    created: list = []
+
+    area = staging.create_area_of("dsmc", created)
 
     assert area == tmp_path.resolve()
     assert list(tmp_path.iterdir()) == []
+    assert created == []
 
 
 def test_parent_folders_are_private(tmp_path):
     area = tmp_path / "knuh"
     area.mkdir()
 
-    create_parent_folders(area, area / "ct" / "series-1" / "a.dcm")
+    create_parent_folders(area, area / "ct" / "series-1" / "a.dcm", [])
 
     assert (area / "ct").stat().st_mode & 0o777 == 0o700
     assert (area / "ct" / "series-1").stat().st_mode & 0o777 == 0o700
+
+
+def test_parent_folders_lists_only_created(tmp_path):
+    area = tmp_path / "knuh"
+    (area / "ct").mkdir(parents=True)
+    created: list = []
+
+    create_parent_folders(area, area / "ct" / "series-1" / "a" / "a.dcm", created)
+
+    assert created == [area / "ct" / "series-1", area / "ct" / "series-1" / "a"]
+
+
+def test_parent_folders_lists_created_before_error(tmp_path):
+    area = tmp_path / "knuh"
+    area.mkdir()
+    created: list = []
+
+    with pytest.raises(OSError) as raised:
+        create_parent_folders(area, area / "ct" / ("f" * 300) / "a.dcm", created)
+
+    assert raised.value.errno == errno.ENAMETOOLONG
+    assert created == [area / "ct"]
+
+
+def test_parent_folders_missing_area_raises(tmp_path):
+    area = tmp_path / "knuh"
+    created: list = []
+
+    with pytest.raises(FileNotFoundError):
+        create_parent_folders(area, area / "ct" / "a.dcm", created)
+
+    assert created == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_empty_folders_deepest_first(tmp_path):
+    folders = [tmp_path / "knuh", tmp_path / "knuh" / "ct", tmp_path / "knuh" / "ct" / "series-1"]
+    for folder in folders:
+        folder.mkdir()
+
+    remove_empty_folders(folders)
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_empty_folders_keeps_other_files(tmp_path):
+    # Another upload put its partial file into a folder that this upload created.
+    folders = [tmp_path / "knuh", tmp_path / "knuh" / "ct", tmp_path / "knuh" / "ct" / "series-1"]
+    for folder in folders:
+        folder.mkdir()
+    (tmp_path / "knuh" / "ct" / ".other.part").write_bytes(b"x")
+
+    remove_empty_folders(folders)
+
+    assert (tmp_path / "knuh" / "ct" / ".other.part").read_bytes() == b"x"
+    assert not (tmp_path / "knuh" / "ct" / "series-1").exists()
+
+
+def test_remove_empty_folders_skips_missing(tmp_path):
+    folders = [tmp_path / "knuh", tmp_path / "knuh" / "ct"]
+    (tmp_path / "knuh").mkdir()
+
+    remove_empty_folders(folders)
+
+    assert list(tmp_path.iterdir()) == []
