@@ -1,6 +1,7 @@
 """HTTP API: staging uploads, registration, search, dataset history and reports, withdrawal, flag clearance."""
 
 import asyncio
+import errno
 import os
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from medgov_catalog.domain.rejection import FileRejected, RejectionReason
 from medgov_catalog.domain.staging import (
     check_upload_name,
     create_parent_folders,
+    os_error_reason,
     remove_empty_folders,
     resolve_inside,
 )
@@ -43,6 +45,11 @@ REPORT_READER_ROLES = ("drb_reviewer", "operator", "council")
 # upload has just found and is about to use. Creating the folders and opening
 # the partial file is then repeated, up to this many attempts in all.
 UPLOAD_FOLDER_ATTEMPTS = 3
+
+# File-system errors caused by the requested path, which the client can change.
+_PATH_ERRORS = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP})
+# File-system errors of a full disk or quota, after which the client may retry.
+_FULL_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class _Body(BaseModel):
@@ -107,6 +114,9 @@ def build_router() -> APIRouter:
         try:
             upload = _start_upload(settings, institution_id, path, created_folders)
             stored = await _receive(request, upload, path)
+        except OSError as error:
+            _remove_created_folders(created_folders, institution_id)
+            raise _storage_error(error, institution_id, path) from None
         except BaseException:
             _remove_created_folders(created_folders, institution_id)
             raise
@@ -388,6 +398,29 @@ def _remove_created_folders(folders: list[Path], institution_id: str) -> None:
         # The client gets the upload's own error. This one only leaves an empty folder behind.
         log.warning("failed to remove an empty staging folder of a failed upload", institution_id=institution_id,
                     error=str(error))
+
+
+def _storage_error(error: OSError, institution_id: str, relative: str) -> HTTPException:
+    """Return the HTTP error for a file-system error of an upload.
+
+    The detail names the path as the client sent it, never the server's
+    absolute path, and keeps the operating system's reason.
+    """
+    reason = os_error_reason(error)
+    if error.errno in _PATH_ERRORS:
+        return HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot store '{relative}': {reason}; change the path")
+    if error.errno in _FULL_ERRORS:
+        log.error("staging upload failed: file system full", institution_id=institution_id, path=relative,
+                  error=str(error))
+        return HTTPException(
+            status.HTTP_507_INSUFFICIENT_STORAGE,
+            f"cannot store '{relative}': {reason}; retry later or ask the operator to free space in the staging area",
+        )
+    log.error("staging upload failed", institution_id=institution_id, path=relative, error=str(error))
+    return HTTPException(
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        f"cannot store '{relative}': {reason}; ask the operator to check the catalog's log",
+    )
 
 
 def _registration_report(registered: RegisteredVersion) -> dict[str, Any]:

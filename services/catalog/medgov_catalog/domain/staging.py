@@ -106,6 +106,17 @@ def remove_empty_folders(folders: list[Path]) -> None:
                 raise
 
 
+def os_error_reason(error: OSError) -> str:
+    """Return the operating system's reason for `error`, such as "file name too long", without any path.
+
+    str(error) contains the absolute path, which would show a client where
+    the staging root lies on the server.
+    """
+    if not error.strerror:
+        return type(error).__name__
+    return error.strerror[0].lower() + error.strerror[1:]
+
+
 def resolve_inside(area: Path, relative: str) -> Path:
     """Resolve `relative` under `area` and raise FileRejected unless it is a regular file there.
 
@@ -120,9 +131,15 @@ def resolve_inside(area: Path, relative: str) -> Path:
         real = candidate.resolve(strict=True)
     except FileNotFoundError:
         raise FileRejected(RejectionReason.NOT_FOUND, f"no file at '{relative}' in the staging area") from None
-    except (OSError, RuntimeError) as error:
-        # RuntimeError is what pathlib raises for a symlink loop on Python 3.11.
-        raise FileRejected(RejectionReason.INVALID_PATH, f"cannot resolve '{relative}': {error}") from None
+    except OSError as error:
+        # Such as "file name too long", or "not a directory" for a path through a file.
+        raise FileRejected(
+            RejectionReason.INVALID_PATH, f"cannot resolve '{relative}': {os_error_reason(error)}"
+        ) from None
+    except RuntimeError:
+        # pathlib raises RuntimeError for a symbolic link loop on Python 3.11. Its
+        # message contains the absolute path, so it is not passed on.
+        raise FileRejected(RejectionReason.INVALID_PATH, f"cannot resolve '{relative}': symbolic link loop") from None
 
     if not real.is_relative_to(area):
         raise FileRejected(

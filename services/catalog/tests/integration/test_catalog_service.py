@@ -1,5 +1,7 @@
 """The catalog service against the real Kafka broker and PostgreSQL: registration, scan, search, lifecycle."""
 
+import errno
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +20,7 @@ from medgov_shared.testing.institutions import throwaway_hospital
 from medgov_shared.testing.services import http_client, running, unique_name, wait_until
 
 from medgov_catalog import api
+from medgov_catalog.domain.files import LimitedFileWriter
 from medgov_catalog.domain.staging import create_parent_folders
 from medgov_catalog.main import build_service
 
@@ -311,10 +314,13 @@ async def test_rejected_uploads_leave_no_folders(topics, catalog_settings, token
         bad_name = await client.put("/staging/ct/.cache/first.ndjson", content=content, headers=hospital)
         empty = await client.put("/staging/ct/series-1/empty.ndjson", content=b"", headers=hospital)
         oversized = await client.put("/staging/ct/series-1/big.dcm", content=oversized_body(), headers=hospital)
+        # 'mri' does not exist, so the path resolves as not found and the long name fails only when created.
+        long_folder = await client.put(f"/staging/mri/{'f' * 300}/first.ndjson", content=content, headers=hospital)
 
     assert bad_name.status_code == 400
     assert empty.status_code == 400
     assert oversized.status_code == 413
+    assert long_folder.status_code == 400
     assert list(tmp_path.iterdir()) == []
 
 
@@ -356,6 +362,61 @@ async def test_upload_retries_after_area_removed(topics, catalog_settings, token
     assert response.status_code == 201, response.text
     assert len(calls) == 2
     assert (tmp_path / topics.institution / "ct" / "first.ndjson").read_bytes() == b'{"resourceType": "Patient"}\n'
+
+
+async def test_upload_os_errors_hide_staging_root(topics, catalog_settings, token, tmp_path):
+    institution = topics.institution
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=institution)
+    content = b'{"resourceType": "Patient"}\n'
+    long_file = f"ct/{'n' * 300}.ndjson"
+    long_folder = f"ct/{'f' * 300}/first.ndjson"
+    # 'mri' does not exist, so the path resolves as not found and the long name fails only when created.
+    long_new_folder = f"mri/{'f' * 300}/first.ndjson"
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        first = await client.put("/staging/ct/first.ndjson", content=content, headers=hospital)
+        through_file = await client.put("/staging/ct/first.ndjson/second.ndjson", content=content, headers=hospital)
+        long_file_name = await client.put(f"/staging/{long_file}", content=content, headers=hospital)
+        long_folder_name = await client.put(f"/staging/{long_folder}", content=content, headers=hospital)
+        long_new_folder_name = await client.put(f"/staging/{long_new_folder}", content=content, headers=hospital)
+
+    assert first.status_code == 201, first.text
+    for response in (through_file, long_file_name, long_folder_name, long_new_folder_name):
+        assert response.status_code == 400, response.text
+        assert str(tmp_path) not in response.text
+    assert "'ct/first.ndjson/second.ndjson'" in through_file.json()["detail"]
+    assert "not a directory" in through_file.json()["detail"]
+    assert f"'{long_file}'" in long_file_name.json()["detail"]
+    assert "file name too long" in long_file_name.json()["detail"]
+    assert f"'{long_folder}'" in long_folder_name.json()["detail"]
+    assert "file name too long" in long_folder_name.json()["detail"]
+    assert f"'{long_new_folder}'" in long_new_folder_name.json()["detail"]
+    assert "file name too long" in long_new_folder_name.json()["detail"]
+
+
+async def test_full_disk_upload_leaves_nothing(topics, catalog_settings, token, tmp_path, monkeypatch):
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=topics.institution)
+
+    def write_to_full_disk(self, chunk):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path))
+
+    def discard_without_removing(self):
+        # As when close() fails to flush buffered bytes to a full disk.
+        self._stream.close()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(LimitedFileWriter, "write", write_to_full_disk)
+    monkeypatch.setattr(LimitedFileWriter, "discard", discard_without_removing)
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        response = await client.put("/staging/ct/series-1/first.ndjson", content=b'{"resourceType": "Patient"}\n',
+                                    headers=hospital)
+
+    assert response.status_code == 507
+    assert "cannot store 'ct/series-1/first.ndjson': no space left on device" in response.json()["detail"]
+    assert str(tmp_path) not in response.text
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_versions_kept_and_withdrawal_final(topics, catalog_settings, describe, token):

@@ -89,6 +89,24 @@ def test_message_names_path(area):
     assert "knuh/ct/nothing.dcm" in raised.value.detail
 
 
+@pytest.mark.parametrize(
+    ("relative", "reason"),
+    [
+        (f"ct/{'n' * 300}.dcm", "file name too long"),
+        ("ct/a.dcm/b.dcm", "not a directory"),
+        ("loop/a.dcm", "symbolic link loop"),
+    ],
+)
+def test_os_error_message_hides_root(area, relative, reason):
+    os.symlink(area / "knuh" / "loop", area / "knuh" / "loop")
+
+    with pytest.raises(FileRejected) as raised:
+        resolve_inside(area / "knuh", relative)
+
+    assert raised.value.reason is RejectionReason.INVALID_PATH
+    assert raised.value.detail == f"cannot resolve '{relative}': {reason}"
+
+
 def test_create_area_makes_private_folder(tmp_path):
     staging = StagingArea(tmp_path)
 
