@@ -326,7 +326,9 @@ def _open_upload(settings: CatalogSettings, institution_id: str, relative: str, 
     except FileRejected as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail) from None
     destination = _upload_destination(area, relative, created_folders)
-    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+    # The partial name has a fixed length, so that every file name that fits
+    # the file system can be uploaded.
+    partial = destination.with_name(f".{uuid.uuid4().hex}.part")
     return _OpenUpload(destination, partial, LimitedFileWriter(partial, settings.max_file_bytes, relative))
 
 

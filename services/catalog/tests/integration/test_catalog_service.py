@@ -419,6 +419,19 @@ async def test_full_disk_upload_leaves_nothing(topics, catalog_settings, token, 
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_upload_name_near_file_system_limit(topics, catalog_settings, token, tmp_path):
+    # A 250-character name fits Linux's NAME_MAX of 255 bytes, but a partial file name that embeds it would not.
+    name = f"{'n' * 243}.ndjson"
+    settings = catalog_settings(staging_root=tmp_path, staging_per_institution=True)
+    hospital = token(["hospital"], institution=topics.institution)
+
+    async with running(_service(settings, topics)) as service, http_client(service) as client:
+        response = await client.put(f"/staging/{name}", content=b'{"resourceType": "Patient"}\n', headers=hospital)
+
+    assert response.status_code == 201, response.text
+    assert [path.name for path in (tmp_path / topics.institution).iterdir()] == [name]
+
+
 async def test_versions_kept_and_withdrawal_final(topics, catalog_settings, describe, token):
     institution = topics.institution
     hospital = token(["hospital"], institution=institution)
