@@ -254,10 +254,14 @@ def token(
     role: Annotated[list[str], typer.Option(help="Role; repeat for several.")],
     institution: Annotated[str | None, typer.Option(help="Caller's institution.")] = None,
     patient_subject: Annotated[str | None, typer.Option(help="Patient's pseudonym (role patient).")] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds, at least 1.")] = 3600,
 ) -> None:
     """Sign a development bearer token with JWT_SECRET (never use in production)."""
     from medgov_shared.web.auth import ROLES, issue_token
+
+    if ttl <= 0:
+        # The token would expire when it is signed, and every service would reject it.
+        raise typer.BadParameter(f"must be a positive number of seconds, got {ttl}", param_hint="'--ttl'")
 
     unknown = sorted(set(role) - ROLES)
     if unknown:

@@ -5,6 +5,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+import jwt
 import pytest
 from typer.testing import CliRunner
 
@@ -292,6 +293,25 @@ def test_token_with_known_role_signed(environment):
 
     assert result.exit_code == 0, result.output
     assert result.output.count(".") == 2
+
+
+@pytest.mark.parametrize("ttl", ["0", "-60"])
+def test_token_with_non_positive_ttl_rejected(environment, ttl):
+    result = invoke(["token", "--sub", "fund-1", "--role", "fund_admin", "--ttl", ttl], {**environment, "JWT_SECRET": "s" * 40})
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "Invalid value for '--ttl'" in result.output
+    assert f"must be a positive number of seconds, got {ttl}" in result.output
+    assert "eyJ" not in result.output
+
+
+def test_token_ttl_sets_lifetime(environment):
+    result = invoke(["token", "--sub", "fund-1", "--role", "fund_admin", "--ttl", "90"], {**environment, "JWT_SECRET": "s" * 40})
+
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.output.strip(), "s" * 40, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 90
 
 
 def test_replay_of_non_dlq_topic_rejected(environment):
