@@ -5,6 +5,7 @@ from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.table import Table
 
+from medgov_cli.output import report_console
 from medgov_cli.settings import BrokerUnavailable, KafkaClientSettings
 from medgov_shared.messaging import dlq
 
@@ -68,7 +69,15 @@ async def show(topic: str, console: Console) -> None:
 
 
 async def replay(topic: str, reason: str | None) -> int:
-    """Publish each record's original bytes to its original topic; consumers deduplicate by event id."""
+    """Publish each original record once to its original topic and return how many were sent.
+
+    Every consumer group that cannot apply a record dead-letters its own copy,
+    so a bad record on an inbound topic, which review, catalog and consent all
+    read, has a dead letter from each of them. Only the first dead letter of
+    each original topic, partition and offset is sent, and the number of
+    duplicates skipped is printed on standard error. Consumer groups that
+    already applied the event skip the replayed record by its event id.
+    """
     if not topic.endswith(".dlq"):
         # The original topic of a record without the header is the name without '.dlq', which
         # for a service topic is the topic itself: every event would be published a second time.
@@ -79,16 +88,28 @@ async def replay(topic: str, reason: str | None) -> int:
     settings = KafkaClientSettings()
     producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True, acks="all")
     await producer.start()
-    count = 0
+    replayed = 0
+    duplicates = 0
+    sent_origins: set[tuple[str, str, str]] = set()
     try:
         for record in records:
             headers = dlq.headers_dict(record.headers)
             if reason and headers.get(dlq.REASON) != reason:
                 continue
             original = headers.get(dlq.ORIGINAL_TOPIC) or topic.removesuffix(".dlq")
+            partition, offset = headers.get(dlq.ORIGINAL_PARTITION), headers.get(dlq.ORIGINAL_OFFSET)
+            # A dead letter without its original partition and offset cannot be
+            # matched with its copies, so it is sent every time.
+            if partition and offset:
+                origin = (original, partition, offset)
+                if origin in sent_origins:
+                    duplicates += 1
+                    continue
+                sent_origins.add(origin)
             kept = [(k, v) for k, v in record.headers if not k.startswith("medgov-dlq-")]
             await producer.send_and_wait(original, value=record.value, key=record.key, headers=kept)
-            count += 1
+            replayed += 1
     finally:
         await producer.stop()
-    return count
+    report_console().print(f"skipped {duplicates} duplicate dead letters of records already replayed in this run")
+    return replayed
