@@ -92,6 +92,7 @@ class Service:
         handlers: Mapping[str, Handler],
         consumes: Sequence[str] = (),
         consume_inbound: bool = False,
+        urgent_event_types: Sequence[str] = (),
         routers: Sequence[APIRouter] = (),
         jobs: Sequence[PeriodicJob] = (),
         clock: Clock | None = None,
@@ -103,6 +104,7 @@ class Service:
         self.handlers = dict(handlers)
         self.consumes = tuple(consumes)
         self.consume_inbound = consume_inbound
+        self.urgent_event_types = tuple(urgent_event_types)
         self.routers = tuple(routers)
         self.jobs = tuple(jobs)
         self.clock: Clock = clock or SystemClock()
@@ -182,7 +184,7 @@ class Service:
             self.consumer = EventConsumer(
                 settings=settings, pool=self.pool, outbox=self.outbox, clock=self.clock,
                 handlers=self.handlers, pattern=consumed_topics_pattern(self.consumes, inbound=self.consume_inbound),
-                dlq_producer=self.producer,
+                dlq_producer=self.producer, urgent_types=self.urgent_event_types,
             )
             await self.consumer.start()
             self._start_task("consumer", self.consumer.run())

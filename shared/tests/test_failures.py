@@ -12,10 +12,11 @@ from aiokafka import AIOKafkaProducer
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.messaging import dlq
 from medgov_shared.messaging.outbox import EventTooLarge
+from medgov_shared.service import Service
 from medgov_shared.testing.services import running, topic_tag, wait_until
 
 from . import toy
-from .test_runtime import committed_offset, create_topic, publish, read_all, revocation
+from .test_runtime import committed_offset, create_topic, grant, publish, read_all, record_in_transaction, revocation
 from .toy import ToySettings, build_toy
 
 pytestmark = pytest.mark.integration
@@ -285,3 +286,32 @@ async def test_retry_rereads_rest_of_group(infra, settings):
     assert committed == [2, 1]
     assert toy.CALLS["group-after"] == 1
     assert toy.CALLS["group-other"] == 1
+
+
+async def test_rest_of_poll_waits_for_a_failing_urgent_event(infra, topic, settings):
+    """Events after an urgent one that must be retried are neither applied before it nor skipped."""
+    envelopes = [wrap(grant("g-0"), source="medgov/consent", region="daegu"), *events("flaky-r"),
+                 wrap(grant("g-1"), source="medgov/consent", region="daegu")]
+    toy.FLAKY.add("flaky-r")
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, linger_ms=200)
+    await producer.start()
+    try:
+        # One request, so the three records reach the consumer in one poll.
+        await asyncio.gather(*[await producer.send(topic, envelope.to_json(), key=b"k") for envelope in envelopes])
+    finally:
+        await producer.stop()
+
+    service = Service(
+        settings=settings, migrations=toy.MIGRATIONS, consumes=[topic], urgent_event_types=["ConsentRevoked"],
+        handlers={"ConsentRevoked": toy.record_revocation, "ConsentGranted": record_in_transaction},
+    )
+    async with running(service):
+        await wait_until(lambda: toy.CALLS["flaky-r"] >= 2, message="urgent event retried")
+        applied_while_failing = await service.pool.fetch("SELECT subject FROM effects")
+        toy.FLAKY.discard("flaky-r")
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 3 FROM effects"), message="all applied")
+        rows = await service.pool.fetch("SELECT event_id, applied_at FROM effects")
+
+    applied_at = {row["event_id"]: row["applied_at"] for row in rows}
+    assert [row["subject"].split("@")[0] for row in applied_while_failing] == ["g-0"]
+    assert applied_at[envelopes[0].id] < applied_at[envelopes[1].id] < applied_at[envelopes[2].id]

@@ -525,3 +525,53 @@ async def test_batchable_handler_failure_applies_one_by_one(infra, toy_topic, ec
     assert [(row["event_id"], row["reason"]) for row in letters] == [(str(envelopes[1].id), "rejected")]
     assert echoed == 2
     assert ONE_CALLS.count("reject-second") == 1
+
+
+async def record_in_transaction(context: HandlerContext, payload: ConsentGranted | ConsentRevoked) -> None:
+    # Handlers run in savepoints, whose rows carry their own xmin; the top-level id names the transaction.
+    await context.connection.execute(
+        "INSERT INTO effects (event_id, subject) VALUES ($1, $2 || '@' || pg_current_xact_id()::text)",
+        context.incoming.id, payload.consent_id,
+    )
+
+
+def build_urgent_toy(settings: ToySettings, topic: str, urgent: list[str]) -> Service:
+    return Service(
+        settings=settings,
+        migrations=MIGRATIONS,
+        handlers={"ConsentRevoked": record_in_transaction, "ConsentGranted": record_in_transaction},
+        consumes=[topic],
+        urgent_event_types=urgent,
+    )
+
+
+def grant(consent_id: str) -> ConsentGranted:
+    return ConsentGranted(
+        subject=revocation("x").subject, consent_id=consent_id, institution_id="knuh", region="daegu",
+        scope=ConsentScope(), channel="fhir", granted_at=datetime.now(UTC),
+    )
+
+
+@pytest.mark.parametrize("urgent", [["ConsentRevoked"], []], ids=["urgent", "not-urgent"])
+async def test_urgent_event_commits_before_the_rest_of_its_poll(infra, toy_topic, toy_settings, urgent):
+    """A revocation and the events before it commit in one transaction, the events after it in a later one."""
+    events = [grant("g-0"), grant("g-1"), revocation("r-0"), grant("g-2"), grant("g-3")]
+    envelopes = [wrap(event, source="medgov/consent", region="daegu") for event in events]
+    # One request, so the five records reach the consumer in one poll.
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, linger_ms=200)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(toy_topic, envelope.to_json(), key=b"k") for envelope in envelopes])
+    finally:
+        await producer.stop()
+
+    async with running(build_urgent_toy(toy_settings, toy_topic, urgent)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 5 FROM effects"), message="five effects")
+        rows = await service.pool.fetch("SELECT subject FROM effects")
+
+    transaction = {consent_id: int(xact) for consent_id, xact in (row["subject"].split("@") for row in rows)}
+    if urgent:
+        assert transaction["g-0"] == transaction["g-1"] == transaction["r-0"]
+        assert transaction["g-2"] == transaction["g-3"] > transaction["r-0"]
+    else:
+        assert len(set(transaction.values())) == 1

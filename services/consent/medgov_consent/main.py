@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medgov_shared.clock import Clock
+from medgov_shared.contracts.events.inbound import RevokeConsent
 from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.service import PeriodicJob, Service, run
 
@@ -36,6 +37,8 @@ def build_service(
         handlers=build_handlers(settings.acknowledge_within),
         consumes=consumes,
         consume_inbound=consume_inbound,
+        # A revocation must reach the grants fast (ADR 0038); consents in the same poll can wait.
+        urgent_event_types=[RevokeConsent.event_type],
         routers=ROUTERS,
         jobs=[
             PeriodicJob("exclusion-overdue", settings.overdue_check_interval_s, flag_overdue),

@@ -2,7 +2,9 @@
 
 Each poll's partition batches are applied in groups, each group in one
 database transaction on its own connection, side by side: a small poll in one
-transaction, a full one split across several. The Kafka offsets are committed
+transaction, a full one split across several. Events of the service's urgent
+types (a consent revocation), with the events before them in their
+partitions, are committed first (ADR 0038). The Kafka offsets are committed
 in one request, and only after those transactions have committed. A redelivered
 event finds its inbox row and changes nothing.
 
@@ -25,7 +27,7 @@ its inbox row, where failures are sorted:
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -140,6 +142,46 @@ def group_partitions(
     return groups
 
 
+@dataclass(frozen=True)
+class _PollPart:
+    """Partition batches of a poll with each record's parse result, in the same order."""
+
+    batches: dict[TopicPartition, list[ConsumerRecord]]
+    parsed: dict[TopicPartition, list[Parsed]]
+
+
+def split_urgent(
+    batches: Mapping[TopicPartition, list[ConsumerRecord]],
+    parsed: Mapping[TopicPartition, list[Parsed]],
+    urgent_types: frozenset[str],
+) -> tuple[_PollPart, _PollPart]:
+    """Split a poll into the events to commit first and the rest.
+
+    The first part holds, for each partition with an event of `urgent_types`,
+    its events up to and including the last such event. The events before it
+    come along because a partition's events are applied in order. Every
+    other event is in the second part. A consent revocation then commits,
+    and its exclusions reach the relay, without waiting for the consents that
+    arrived in the same poll (see ADR 0038).
+    """
+    urgent = _PollPart({}, {})
+    rest = _PollPart({}, {})
+    for partition, records in batches.items():
+        results = parsed[partition]
+        end = 0
+        if urgent_types:
+            end = next(
+                (len(results) - index for index, (envelope, _, _) in enumerate(reversed(results))
+                 if envelope is not None and envelope.type in urgent_types),
+                0,
+            )
+        if end:
+            urgent.batches[partition], urgent.parsed[partition] = records[:end], results[:end]
+        if end < len(records):
+            rest.batches[partition], rest.parsed[partition] = records[end:], results[end:]
+    return urgent, rest
+
+
 def _key_problem(key: bytes | None, envelope: Envelope, payload: EventPayload) -> str | None:
     """Describe how a hospital command's Kafka key, envelope subject and payload key disagree; None when they agree.
 
@@ -181,12 +223,15 @@ class EventConsumer:
         handlers: Mapping[str, Handler],
         pattern: str,
         dlq_producer: AIOKafkaProducer,
+        urgent_types: Collection[str] = (),
     ) -> None:
+        """`urgent_types` name the events committed ahead of the rest of their poll (see `split_urgent`)."""
         self.settings = settings
         self.pool = pool
         self.outbox = outbox
         self.clock = clock
         self.handlers = dict(handlers)
+        self.urgent_types = frozenset(urgent_types)
         self.pattern = pattern
         self.dlq_producer = dlq_producer
         self._dead_letter_topics: set[str] = set()  # known to exist
@@ -249,23 +294,49 @@ class EventConsumer:
     # -- one poll, groups of partition batches ---------------------------------------------
 
     async def _process_poll(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Apply every partition's batch, in as few transactions as the poll's size allows, then commit the offsets."""
-        outcomes = await asyncio.gather(*(self._process_group(group) for group in group_partitions(batches, self._max_groups)))
+        """Apply every partition's batch, in as few transactions as the poll's size allows, then commit the offsets.
+
+        Urgent events and the events before them in their partitions go
+        first, in transactions of their own; the rest of the poll follows once
+        they have committed.
+        """
+        parsed = {partition: [self._parse(record) for record in records] for partition, records in batches.items()}
+        urgent, rest = split_urgent(batches, parsed, self.urgent_types)
         offsets: dict[TopicPartition, int] = {}
-        for group_offsets, _ in outcomes:
-            offsets.update(group_offsets)
+        back_off = False
+        if urgent.batches:
+            back_off = await self._process_groups(urgent, offsets)
+            if back_off:
+                # The rest of the poll is read again after the back-off. A partition whose
+                # urgent events were not all applied has been sought back further already.
+                for partition, records in rest.batches.items():
+                    first_part = urgent.batches.get(partition)
+                    if first_part is None or offsets.get(partition) == first_part[-1].offset + 1:
+                        self.consumer.seek(partition, records[0].offset)
+                rest = _PollPart({}, {})
+        if rest.batches:
+            back_off = await self._process_groups(rest, offsets)
         # One offset commit for the whole poll, because aiokafka sends commits
         # one at a time: in the benchmark's latency runs (bench/run.py, 2 cores)
         # each took about 5 ms, so six separate commits added some 30 ms a poll.
         await self._commit(offsets)
-        if any(back_off for _, back_off in outcomes):
+        if back_off:
             await self._back_off()
         else:
             self._backoff_s = _BACKOFF_START_S
             self.last_error = None
 
+    async def _process_groups(self, part: _PollPart, offsets: dict[TopicPartition, int]) -> bool:
+        """Apply `part` in groups side by side; add the offsets to commit to `offsets` and return whether to back off."""
+        outcomes = await asyncio.gather(
+            *(self._process_group(group, part.parsed) for group in group_partitions(part.batches, self._max_groups))
+        )
+        for group_offsets, _ in outcomes:
+            offsets.update(group_offsets)
+        return any(back_off for _, back_off in outcomes)
+
     async def _process_group(
-        self, group: list[tuple[TopicPartition, list[ConsumerRecord]]]
+        self, group: list[tuple[TopicPartition, list[ConsumerRecord]]], parsed_by_partition: Mapping[TopicPartition, list[Parsed]]
     ) -> tuple[dict[TopicPartition, int], bool]:
         """Apply a group's partition batches in one transaction; return the offsets to commit and whether to back off.
 
@@ -273,7 +344,7 @@ class EventConsumer:
         each partition's events keep their order.
         """
         records = [record for _, batch in group for record in batch]
-        parsed = [self._parse(record) for record in records]
+        parsed = [parts for partition, _ in group for parts in parsed_by_partition[partition]]
         done = 0
         retry_from: _RetryBatchFrom | None = None
         try:
