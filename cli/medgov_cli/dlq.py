@@ -5,7 +5,6 @@ from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.table import Table
 
-from medgov_cli.output import report_console
 from medgov_cli.settings import BrokerUnavailable, KafkaClientSettings
 from medgov_shared.messaging import dlq
 
@@ -68,14 +67,13 @@ async def show(topic: str, console: Console) -> None:
     console.print(table)
 
 
-async def replay(topic: str, reason: str | None) -> int:
-    """Publish each original record once to its original topic and return how many were sent.
+async def replay(topic: str, reason: str | None) -> tuple[int, int]:
+    """Publish each original record once to its original topic; return how many were sent and how many copies skipped.
 
     Every consumer group that cannot apply a record dead-letters its own copy,
     so a bad record on an inbound topic, which review, catalog and consent all
     read, has a dead letter from each of them. Only the first dead letter of
-    each original topic, partition and offset is sent, and the number of
-    duplicates skipped is printed on standard error. Consumer groups that
+    each original topic, partition and offset is sent. Consumer groups that
     already applied the event skip the replayed record by its event id.
     """
     if not topic.endswith(".dlq"):
@@ -111,5 +109,4 @@ async def replay(topic: str, reason: str | None) -> int:
             replayed += 1
     finally:
         await producer.stop()
-    report_console().print(f"skipped {duplicates} duplicate dead letters of records already replayed in this run")
-    return replayed
+    return replayed, duplicates

@@ -298,12 +298,13 @@ def dlq_replay(
     from medgov_cli.dlq import replay
 
     try:
-        count = asyncio.run(replay(topic, reason))
+        replayed, copies = asyncio.run(replay(topic, reason))
     except (BrokerUnavailable, LookupError) as error:
         fail(str(error))
     except ValidationError as error:
         fail(f"Kafka {describe_settings_error(error)}")
-    console.print(f"replayed {count} records from {topic}")
+    # Each service that could not apply a record dead-letters its own copy of it.
+    console.print(f"replayed {replayed} record(s) from {topic}; skipped {copies} duplicate dead letter(s) of those records")
 
 
 @app.command("subscribe")
