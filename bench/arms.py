@@ -276,6 +276,7 @@ async def measure(run: ServiceRun, progress: Progress, *, warmup: int, events: i
     """Poll until warm-up plus timed events are committed; return the samples that bracket the timed events."""
     total = warmup + events
     started: Sample | None = None
+    analyzed = False
     last_change = time.monotonic()
     last_processed = 0
     while True:
@@ -284,8 +285,13 @@ async def measure(run: ServiceRun, progress: Progress, *, warmup: int, events: i
         except UNREACHABLE as error:
             # The service rides out a broker restart, but its rate in this window does not count.
             raise InfrastructureDisturbed(f"{run.spec.name}: broker unreachable while timing: {error}") from error
+        if not analyzed and processed >= warmup:
+            # Timing starts after the warm-up's rows have given the planner its statistics (see database.analyze).
+            await database.analyze(run.database_name)
+            analyzed = True
+            continue
         now = Sample(time.monotonic(), processed, run.cpu_s())
-        if started is None and processed >= warmup:
+        if started is None and analyzed:
             started = now
         if processed >= total:
             assert started is not None

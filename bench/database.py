@@ -61,3 +61,21 @@ async def fetch_rows(name: str, query: str, *args: object) -> list[asyncpg.Recor
 async def count_in(name: str, table: str, column: str, values: Iterable[object], cast: str) -> int:
     rows = await fetch_column(name, f"SELECT count(*) FROM {table} WHERE {column} = ANY($1::{cast}[])", list(values))
     return int(rows[0])
+
+
+async def analyze(name: str) -> None:
+    """Give the planner statistics for every table of database `name`, as a database in service long enough has.
+
+    A benchmark database is new. Autovacuum analyzes it on its first visit,
+    which comes at some point in the first minute. Until then PostgreSQL
+    has no statistics for columns such as `consents.subject`, and plans the
+    services' look-ups of a batch's subjects (`subject = ANY($1)`) as
+    sequential scans: 10.6 ms at 100,000 rows against 0.55 ms with
+    statistics. The statistics taken here stay useful as the tables grow,
+    because they record each column's share of distinct values.
+    """
+    connection = await asyncpg.connect(database_url(maintenance_url(), name))
+    try:
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()

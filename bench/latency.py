@@ -271,6 +271,7 @@ async def run_latency(
         await run.start()
         await _produce(bootstrap, setup)
         await run.wait_applied(setup, timeout_s=300)
+        await database.analyze(run.database_name)
         await watcher.start()
         await tail.start()
         plan = schedule(ingest, revoking, rate=rate, warmup_s=warmup_s, measure_s=measure_s)

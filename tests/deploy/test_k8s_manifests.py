@@ -13,7 +13,9 @@ import re
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+import yaml
 
 from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.contracts.registry import SERVICES, all_topics, dlq_topic, inbound_topics
@@ -600,3 +602,24 @@ def test_dashboard_panels_have_unique_ids_and_templated_datasource():
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_postgres_prices_index_probes_for_ssd(overlay, rendered):
+    """Batch look-ups by key use the index only with random_page_cost near 1 (ADR 0039)."""
+    for cluster in of_kind(rendered[overlay], "Cluster"):
+        assert cluster["spec"]["postgresql"]["parameters"]["random_page_cost"] == "1.1", cluster["metadata"]["name"]
+
+
+def test_compose_postgres_prices_index_probes_for_ssd():
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    assert compose["services"]["postgres"]["command"] == ["postgres", "-c", "random_page_cost=1.1"]
+
+
+@pytest.mark.integration
+async def test_local_postgres_prices_index_probes_for_ssd(infra):
+    connection = await asyncpg.connect(infra.database_url)
+    try:
+        assert await connection.fetchval("SHOW random_page_cost") == "1.1"
+    finally:
+        await connection.close()
