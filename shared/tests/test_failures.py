@@ -16,7 +16,9 @@ from medgov_shared.service import Service
 from medgov_shared.testing.services import running, topic_tag, wait_until
 
 from . import toy
-from .test_runtime import committed_offset, create_topic, grant, publish, read_all, record_in_transaction, revocation
+from .test_runtime import (
+    committed_offset, create_topic, grant, publish, publish_in_one_request, read_all, record_in_transaction, revocation,
+)
 from .toy import ToySettings, build_toy
 
 pytestmark = pytest.mark.integration
@@ -293,13 +295,7 @@ async def test_rest_of_poll_waits_for_a_failing_urgent_event(infra, topic, setti
     envelopes = [wrap(grant("g-0"), source="medgov/consent", region="daegu"), *events("flaky-r"),
                  wrap(grant("g-1"), source="medgov/consent", region="daegu")]
     toy.FLAKY.add("flaky-r")
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, linger_ms=200)
-    await producer.start()
-    try:
-        # One request, so the three records reach the consumer in one poll.
-        await asyncio.gather(*[await producer.send(topic, envelope.to_json(), key=b"k") for envelope in envelopes])
-    finally:
-        await producer.stop()
+    await publish_in_one_request(infra.kafka_bootstrap_servers, topic, envelopes)
 
     service = Service(
         settings=settings, migrations=toy.MIGRATIONS, consumes=[topic], urgent_event_types=["ConsentRevoked"],

@@ -61,6 +61,16 @@ async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+async def publish_in_one_request(bootstrap: str, topic: str, envelopes: list) -> None:
+    """Publish the envelopes in one produce request, so that they reach a consumer in one poll."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=200)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, envelope.to_json(), key=b"k") for envelope in envelopes])
+    finally:
+        await producer.stop()
+
+
 async def publish_revocations(bootstrap: str, topic: str, consent_ids: list[str]) -> list:
     """Publish one ConsentRevoked envelope per consent id, in order, and return the envelopes."""
     envelopes = [wrap(revocation(consent_id), source="medgov/consent", region="daegu") for consent_id in consent_ids]
@@ -556,14 +566,8 @@ def grant(consent_id: str) -> ConsentGranted:
 async def test_urgent_event_commits_before_the_rest_of_its_poll(infra, toy_topic, toy_settings, urgent):
     """A revocation and the events before it commit in one transaction, the events after it in a later one."""
     events = [grant("g-0"), grant("g-1"), revocation("r-0"), grant("g-2"), grant("g-3")]
-    envelopes = [wrap(event, source="medgov/consent", region="daegu") for event in events]
-    # One request, so the five records reach the consumer in one poll.
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, linger_ms=200)
-    await producer.start()
-    try:
-        await asyncio.gather(*[await producer.send(toy_topic, envelope.to_json(), key=b"k") for envelope in envelopes])
-    finally:
-        await producer.stop()
+    await publish_in_one_request(infra.kafka_bootstrap_servers, toy_topic,
+                                 [wrap(event, source="medgov/consent", region="daegu") for event in events])
 
     async with running(build_urgent_toy(toy_settings, toy_topic, urgent)) as service:
         await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 5 FROM effects"), message="five effects")
