@@ -200,12 +200,19 @@ class LimitedFileWriter:
         self._stream.write(chunk)
 
     def finish(self) -> StoredFile:
-        self._stream.close()
+        try:
+            # Closing flushes the last bytes, which fails on a full disk.
+            self._stream.close()
+        except BaseException:
+            self._destination.unlink(missing_ok=True)
+            raise
         return StoredFile(self._destination, self._size, self._digest.hexdigest())
 
     def discard(self) -> None:
-        self._stream.close()
-        self._destination.unlink(missing_ok=True)
+        try:
+            self._stream.close()
+        finally:
+            self._destination.unlink(missing_ok=True)
 
 
 def store_stream(chunks: Iterable[bytes], destination: Path, max_bytes: int, name: str) -> StoredFile:

@@ -144,3 +144,30 @@ def test_writer_never_overwrites_existing_file(tmp_path):
         LimitedFileWriter(tmp_path / "up.dcm", max_bytes=10, name="up.dcm")
 
     assert (tmp_path / "up.dcm").read_bytes() == b"keep"
+
+
+class FullDiskStream:
+    """A file stream whose close fails as it does when the last bytes cannot be flushed to a full disk."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, chunk: bytes) -> int:
+        return self.stream.write(chunk)
+
+    def close(self) -> None:
+        self.stream.close()
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("ending", ["finish", "discard"])
+def test_partial_file_removed_when_close_fails(tmp_path, ending):
+    destination = tmp_path / "upload.ndjson.partial"
+    writer = LimitedFileWriter(destination, max_bytes=1024, name="upload.ndjson")
+    writer.write(b'{"resourceType": "Patient"}\n')
+    writer._stream = FullDiskStream(writer._stream)
+
+    with pytest.raises(OSError, match="No space left"):
+        getattr(writer, ending)()
+
+    assert not destination.exists()
