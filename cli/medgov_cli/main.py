@@ -248,20 +248,26 @@ def _line_command(publisher: HospitalPublisher, line: str):
     return command
 
 
+MAX_TOKEN_TTL_S = 30 * 24 * 3600
+
+
 @app.command("token")
 def token(
     subject_id: Annotated[str, typer.Option("--sub", help="Caller id.")],
     role: Annotated[list[str], typer.Option(help="Role; repeat for several.")],
     institution: Annotated[str | None, typer.Option(help="Caller's institution.")] = None,
     patient_subject: Annotated[str | None, typer.Option(help="Patient's pseudonym (role patient).")] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds, at least 1.")] = 3600,
+    ttl: Annotated[int, typer.Option(help=f"Lifetime in seconds, from 1 to {MAX_TOKEN_TTL_S} (30 days).")] = 3600,
 ) -> None:
     """Sign a development bearer token with JWT_SECRET (never use in production)."""
     from medgov_shared.web.auth import ROLES, issue_token
 
-    if ttl <= 0:
-        # The token would expire when it is signed, and every service would reject it.
-        raise typer.BadParameter(f"must be a positive number of seconds, got {ttl}", param_hint="'--ttl'")
+    if not 0 < ttl <= MAX_TOKEN_TTL_S:
+        # At 0 or below the token expires when it is signed; a far expiry outlives any test or demo.
+        raise typer.BadParameter(f"must be from 1 to {MAX_TOKEN_TTL_S} seconds (30 days), got {ttl}", param_hint="'--ttl'")
+    if not subject_id.strip():
+        # The services reject a token that names no caller.
+        raise typer.BadParameter("must name the caller", param_hint="'--sub'")
 
     unknown = sorted(set(role) - ROLES)
     if unknown:

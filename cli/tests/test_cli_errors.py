@@ -295,14 +295,23 @@ def test_token_with_known_role_signed(environment):
     assert result.output.count(".") == 2
 
 
-@pytest.mark.parametrize("ttl", ["0", "-60"])
-def test_token_with_non_positive_ttl_rejected(environment, ttl):
+@pytest.mark.parametrize("ttl", ["0", "-60", "2592001", "99999999999999999999"])
+def test_token_ttl_out_of_range_rejected(environment, ttl):
     result = invoke(["token", "--sub", "fund-1", "--role", "fund_admin", "--ttl", ttl], {**environment, "JWT_SECRET": "s" * 40})
 
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "Invalid value for '--ttl'" in result.output
-    assert f"must be a positive number of seconds, got {ttl}" in result.output
+    assert "must be from 1 to 2592000 seconds (30 days)" in result.output
+    assert "eyJ" not in result.output
+
+
+@pytest.mark.parametrize("sub", ["", "  "])
+def test_token_without_caller_rejected(environment, sub):
+    result = invoke(["token", "--sub", sub, "--role", "operator"], {**environment, "JWT_SECRET": "s" * 40})
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--sub': must name the caller" in result.output
     assert "eyJ" not in result.output
 
 

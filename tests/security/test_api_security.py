@@ -152,6 +152,8 @@ def bad_tokens() -> dict[str, str]:
         "unsigned (alg none)": jwt.encode(claims(), None, algorithm="none"),
         "without exp": jwt.encode(claims(exp=None), OFFLINE_SECRET, algorithm="HS256"),
         "unknown role": jwt.encode(claims(roles=["superuser"]), OFFLINE_SECRET, algorithm="HS256"),
+        "empty sub": jwt.encode(claims(sub=""), OFFLINE_SECRET, algorithm="HS256"),
+        "blank sub": jwt.encode(claims(sub="  "), OFFLINE_SECRET, algorithm="HS256"),
         "not a JWT": "not-a-token",
     }
 
@@ -207,6 +209,7 @@ async def test_route_with_bad_tokens_is_401(name: str, method: str, path: str) -
     assert "Signature verification failed" in outcomes["signed with another key"].json()["detail"]
     assert "exp" in outcomes["without exp"].json()["detail"]
     assert "superuser" in outcomes["unknown role"].json()["detail"]
+    assert outcomes["blank sub"].json()["detail"] == "invalid bearer token: 'sub' must name the caller"
 
 
 @pytest.mark.parametrize(("name", "method", "path"), PROTECTED[:1] + PROTECTED[-1:])

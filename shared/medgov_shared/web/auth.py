@@ -49,6 +49,10 @@ class TokenVerifier:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bearer token expired; sign in again") from None
         except jwt.InvalidTokenError as error:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid bearer token: {error}") from None
+        caller = claims["sub"]
+        if not isinstance(caller, str) or not caller.strip():
+            # Audit records and decisions name the caller by this id.
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token: 'sub' must name the caller")
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token: 'roles' must be a list of strings")
@@ -56,7 +60,7 @@ class TokenVerifier:
         if unknown:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid bearer token: unknown roles {sorted(unknown)}")
         return Principal(
-            id=str(claims["sub"]),
+            id=caller,
             roles=frozenset(roles),
             institution=claims.get("institution"),
             subject=claims.get("subject"),
