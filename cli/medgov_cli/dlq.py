@@ -58,12 +58,14 @@ async def _read_all(topic: str) -> list:
 async def show(topic: str, console: Console) -> None:
     records = await _read_all(topic)
     table = Table(title=f"{len(records)} dead letters in {topic}")
-    for column in ("offset", "from", "reason", "error"):
+    # Each consumer group that could not apply a record dead-letters its own copy, so "group" tells them apart.
+    for column in ("offset", "from", "group", "reason", "error"):
         table.add_column(column)
     for record in records:
         headers = dlq.headers_dict(record.headers)
         origin = f"{headers.get(dlq.ORIGINAL_TOPIC)}[{headers.get(dlq.ORIGINAL_PARTITION)}]@{headers.get(dlq.ORIGINAL_OFFSET)}"
-        table.add_row(str(record.offset), origin, headers.get(dlq.REASON, ""), headers.get(dlq.ERROR, ""))
+        table.add_row(str(record.offset), origin, headers.get(dlq.CONSUMER_GROUP, ""), headers.get(dlq.REASON, ""),
+                      headers.get(dlq.ERROR, ""))
     console.print(table)
 
 
@@ -83,6 +85,10 @@ async def replay(topic: str, reason: str | None) -> tuple[int, int]:
             f"{topic!r} is not a dead-letter topic; give a name ending in '.dlq', such as medgov.inbound.knuh.v1.dlq"
         )
     records = await _read_all(topic)
+    present = {dlq.headers_dict(record.headers).get(dlq.REASON, "") for record in records}
+    if reason and records and reason not in present:
+        # A misspelt reason would otherwise look like a topic with nothing to replay.
+        raise LookupError(f"no dead letter in {topic} has reason {reason!r}; reasons there: {', '.join(sorted(present))}")
     settings = KafkaClientSettings()
     producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True, acks="all")
     await producer.start()

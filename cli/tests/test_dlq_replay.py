@@ -109,3 +109,37 @@ async def test_replay_by_reason_skips_duplicates(infra):
     assert result.returncode == 0, result.stderr
     assert f"replayed 1 record(s) from {inbound}.dlq; skipped 1 duplicate dead letter(s)" in result.stderr
     assert values == [b"offset-5"]
+
+
+async def test_replay_of_absent_reason_names_the_reasons_present(infra):
+    bootstrap = infra.kafka_bootstrap_servers
+    inbound = f"medgov.inbound.t-{topic_tag()}.v1"
+    await create_topics(bootstrap, [inbound, f"{inbound}.dlq"])
+    await publish(bootstrap, f"{inbound}.dlq", [
+        (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "review")),
+        (b"offset-6", dead_letter_headers(inbound, 6, "rejected", "consent")),
+    ])
+
+    result = run_replay(bootstrap, f"{inbound}.dlq", "--reason", "invalid_paylod")
+
+    assert result.returncode == 2, result.stderr
+    assert f"no dead letter in {inbound}.dlq has reason 'invalid_paylod'; reasons there: invalid_payload, rejected" in result.stderr
+
+
+async def test_show_names_the_group_of_each_copy(infra):
+    bootstrap = infra.kafka_bootstrap_servers
+    inbound = f"medgov.inbound.t-{topic_tag()}.v1"
+    await create_topics(bootstrap, [inbound, f"{inbound}.dlq"])
+    await publish(bootstrap, f"{inbound}.dlq", [
+        (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "medgov-review")),
+        (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "medgov-consent")),
+    ])
+
+    result = subprocess.run(
+        [sys.executable, "-m", "medgov_cli.main", "dlq", "show", f"{inbound}.dlq"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "COLUMNS": "200"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "medgov-review" in result.stdout
+    assert "medgov-consent" in result.stdout
