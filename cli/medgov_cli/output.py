@@ -17,7 +17,11 @@ def report_console() -> Console:
 
 
 def result_console() -> Console:
-    """Return a console on standard output for a command's results, 160 columns wide when it is no terminal."""
+    """Return a console on standard output for a command's results, 240 columns wide when it is no terminal.
+
+    A table written to a file keeps each row on one line: `dlq show` has five
+    columns, and its error column alone can be 120 characters.
+    """
     if sys.stdout.isatty():
         return Console()
-    return Console(width=160)
+    return Console(width=240)

@@ -513,7 +513,7 @@ def run_chaos(events: int, kills: int, kafka_restarts: int, postgres_restarts: i
     """Run `medgov chaos`: print the checks table and the summary line, and return the exit code.
 
     Broker or database restarts run on a private pair started for the run
-    (the launcher's ports plus 10000, by default 29092-29094 and 25432,
+    (the launcher's ports plus or minus 10000, by default 29092-29094 and 25432,
     state in var/chaos/). Without restarts, the
     pair named by KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL is used if both are set.
     """

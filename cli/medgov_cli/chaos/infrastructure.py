@@ -84,23 +84,44 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def private_ports(environment: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Return the private pair's ports: each port of this checkout's launcher plus 10000.
+def ephemeral_port_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
+    """Return the ports this machine hands out to outgoing connections (Linux's default when unreadable)."""
+    try:
+        low, high = path.read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def private_ports(
+    environment: Mapping[str, str] = os.environ, ephemeral: tuple[int, int] | None = None
+) -> dict[str, str]:
+    """Return the private pair's ports: each port of this checkout's launcher plus 10000, or minus 10000.
 
     A checkout whose launcher runs on other ports (set with the same
     variables, as for a second checkout on one machine) so gets a private
-    pair of its own too. Raise ChaosSetupError for a value that is not a
-    port or leaves no room for the offset.
+    pair of its own too. A port 10000 higher that falls in the range the
+    machine hands out to outgoing connections could be taken by one of
+    them when the broker or database starts, so the pair then goes 10000
+    lower. Raise ChaosSetupError for a value that is not a port, or when
+    neither side is free of that range.
     """
+    low, high = ephemeral or ephemeral_port_range()
     ports = {}
     for variable, default in _LAUNCHER_PORTS.items():
         value = environment.get(variable) or str(default)
-        if not value.isdigit() or not 0 < int(value) <= 65535 - _PRIVATE_PORT_OFFSET:
+        if not value.isdigit() or not 0 < int(value) <= 65535:
+            raise ChaosSetupError(f"{variable}={value!r} is not a port from 1 to 65535")
+        candidates = [int(value) + _PRIVATE_PORT_OFFSET, int(value) - _PRIVATE_PORT_OFFSET]
+        usable = [port for port in candidates if 1024 <= port <= 65535 and not low <= port <= high]
+        if not usable:
             raise ChaosSetupError(
-                f"{variable}={value!r} is not a port from 1 to {65535 - _PRIVATE_PORT_OFFSET}; the chaos run "
-                f"starts its private pair {_PRIVATE_PORT_OFFSET} ports higher, so choose a lower port"
+                f"{variable}={value}: the chaos run starts its private pair {_PRIVATE_PORT_OFFSET} ports above or "
+                f"below the launcher's, and both {candidates[0]} and {candidates[1]} are outside 1024-65535 or "
+                f"inside {low}-{high}, the ports this machine gives outgoing connections; choose a launcher port "
+                f"{_PRIVATE_PORT_OFFSET} above or below a free port from 1024 to {low - 1}"
             )
-        ports[variable] = str(int(value) + _PRIVATE_PORT_OFFSET)
+        ports[variable] = str(usable[0])
     return ports
 
 
