@@ -234,8 +234,10 @@ def _line_command(publisher: HospitalPublisher, line: str):
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise Rejected(f"not JSON ({error.msg})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
+    if not isinstance(record, dict) or "data" not in record:
         raise Rejected("expected an object with 'type' and 'data'")
+    if not isinstance(record["data"], dict):
+        raise Rejected(f"'data' must be an object with the command's fields, got {json_type_name(record['data'])}")
     if not isinstance(record.get("type"), str):
         raise Rejected(f"'type' must be a command name such as \"RevokeConsent\", got {json_type_name(record.get('type'))}")
     patient = record.get("patient")

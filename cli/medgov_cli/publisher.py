@@ -86,6 +86,8 @@ def staged_file(staging_root: Path, name: str) -> Path:
     path = (root / name).resolve()
     if not path.is_relative_to(root):
         raise Rejected(f"{name}: outside the staging folder {root}; give a path relative to --staging-root")
+    if path.is_dir():
+        raise Rejected(f"{name}: a folder in the staging folder {root}; name the files in it one by one")
     if not path.is_file():
         raise Rejected(f"{name}: no such file in the staging folder {root}")
     return path

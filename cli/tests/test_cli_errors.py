@@ -120,6 +120,8 @@ REVOCATION = {"consent_id": "knuh-c-1", "effective_at": "2026-12-01T00:00:00Z"}
              "patient": "p1"},
             "Consent knuh-c-2 rejected (malformed_fhir)",
         ),
+        ({"type": "RevokeConsent", "data": "str", "patient": "p1"}, "'data' must be an object with the command's fields, got a string"),
+        ({"type": "RevokeConsent", "patient": "p1"}, "expected an object with 'type' and 'data'"),
     ],
 )
 def test_bad_command_line_rejected(line, expected, tmp_path, environment):

@@ -248,6 +248,9 @@ def test_staged_file_outside_root_rejected(tmp_path):
         staged_file(tmp_path, "../etc/passwd")
     with pytest.raises(Rejected, match="no such file in the staging folder"):
         staged_file(tmp_path, "missing.ndjson")
+    (tmp_path / "fhir").mkdir()
+    with pytest.raises(Rejected, match="fhir: a folder in the staging folder .*; name the files in it one by one"):
+        staged_file(tmp_path, "fhir")
 
 
 @pytest.mark.parametrize(
