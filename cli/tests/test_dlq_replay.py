@@ -61,6 +61,14 @@ async def read_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     return values
 
 
+@pytest.fixture
+async def inbound(infra) -> str:
+    """Create a new inbound topic and its dead-letter topic; return the inbound topic's name."""
+    name = f"medgov.inbound.t-{topic_tag()}.v1"
+    await create_topics(infra.kafka_bootstrap_servers, [name, f"{name}.dlq"])
+    return name
+
+
 def run_replay(bootstrap: str, *arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "medgov_cli.main", "dlq", "replay", *arguments], capture_output=True, text=True,
@@ -68,10 +76,8 @@ def run_replay(bootstrap: str, *arguments: str) -> subprocess.CompletedProcess:
     )
 
 
-async def test_replay_sends_each_original_once(infra):
+async def test_replay_sends_each_original_once(infra, inbound):
     bootstrap = infra.kafka_bootstrap_servers
-    inbound = f"medgov.inbound.t-{topic_tag()}.v1"
-    await create_topics(bootstrap, [inbound, f"{inbound}.dlq"])
     # Review, catalog and consent each dead-letter the record at offset 5, and catalog writes its
     # dead letter a second time after a crash. The record at offset 6 has one dead letter, and
     # the last dead letter carries no original partition and offset.
@@ -92,10 +98,8 @@ async def test_replay_sends_each_original_once(infra):
     assert sorted(values) == [b"no-position", b"offset-5", b"offset-6"]
 
 
-async def test_replay_by_reason_skips_duplicates(infra):
+async def test_replay_by_reason_skips_duplicates(infra, inbound):
     bootstrap = infra.kafka_bootstrap_servers
-    inbound = f"medgov.inbound.t-{topic_tag()}.v1"
-    await create_topics(bootstrap, [inbound, f"{inbound}.dlq"])
     # The handlers of review and catalog failed on the record at offset 5, and consent rejected it.
     await publish(bootstrap, f"{inbound}.dlq", [
         (b"offset-5", dead_letter_headers(inbound, 5, "handler_failed", "review")),
@@ -111,10 +115,8 @@ async def test_replay_by_reason_skips_duplicates(infra):
     assert values == [b"offset-5"]
 
 
-async def test_replay_of_absent_reason_names_the_reasons_present(infra):
+async def test_replay_of_absent_reason_names_the_reasons_present(infra, inbound):
     bootstrap = infra.kafka_bootstrap_servers
-    inbound = f"medgov.inbound.t-{topic_tag()}.v1"
-    await create_topics(bootstrap, [inbound, f"{inbound}.dlq"])
     await publish(bootstrap, f"{inbound}.dlq", [
         (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "review")),
         (b"offset-6", dead_letter_headers(inbound, 6, "rejected", "consent")),
@@ -126,10 +128,8 @@ async def test_replay_of_absent_reason_names_the_reasons_present(infra):
     assert f"no dead letter in {inbound}.dlq has reason 'invalid_paylod'; reasons there: invalid_payload, rejected" in result.stderr
 
 
-async def test_show_names_the_group_of_each_copy(infra):
+async def test_show_names_the_group_of_each_copy(infra, inbound):
     bootstrap = infra.kafka_bootstrap_servers
-    inbound = f"medgov.inbound.t-{topic_tag()}.v1"
-    await create_topics(bootstrap, [inbound, f"{inbound}.dlq"])
     await publish(bootstrap, f"{inbound}.dlq", [
         (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "medgov-review")),
         (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "medgov-consent")),
