@@ -58,7 +58,7 @@ async def _read_all(topic: str) -> list:
 async def show(topic: str, console: Console) -> None:
     records = await _read_all(topic)
     table = Table(title=f"{len(records)} dead letters in {topic}")
-    # Each consumer group that could not apply a record dead-letters its own copy, so "group" tells them apart.
+    # Each consumer group that could not apply a record dead-letters its own copy, so "group" distinguishes them.
     for column in ("offset", "from", "group", "reason", "error"):
         table.add_column(column)
     for record in records:
@@ -84,9 +84,9 @@ async def replay(topic: str, reason: str | None) -> tuple[int, int]:
         raise LookupError(
             f"{topic!r} is not a dead-letter topic; give a name ending in '.dlq', such as medgov.inbound.knuh.v1.dlq"
         )
-    records = await _read_all(topic)
-    present = {dlq.headers_dict(record.headers).get(dlq.REASON, "") for record in records}
-    if reason and records and reason not in present:
+    letters = [(record, dlq.headers_dict(record.headers)) for record in await _read_all(topic)]
+    present = {headers.get(dlq.REASON, "") for _, headers in letters}
+    if reason and letters and reason not in present:
         # A misspelt reason would otherwise look like a topic with nothing to replay.
         raise LookupError(f"no dead letter in {topic} has reason {reason!r}; reasons there: {', '.join(sorted(present))}")
     settings = KafkaClientSettings()
@@ -96,8 +96,7 @@ async def replay(topic: str, reason: str | None) -> tuple[int, int]:
     duplicates = 0
     sent_origins: set[tuple[str, str, str]] = set()
     try:
-        for record in records:
-            headers = dlq.headers_dict(record.headers)
+        for record, headers in letters:
             if reason and headers.get(dlq.REASON) != reason:
                 continue
             original = headers.get(dlq.ORIGINAL_TOPIC) or topic.removesuffix(".dlq")

@@ -265,7 +265,7 @@ def token(
     from medgov_shared.web.auth import ROLES, issue_token
 
     if not 0 < ttl <= MAX_TOKEN_TTL_S:
-        # At 0 or below the token expires when it is signed; a far expiry outlives any test or demo.
+        # At 0 or below the token expires when it is signed, and a far expiry outlives any test or demo.
         raise typer.BadParameter(f"must be from 1 to {MAX_TOKEN_TTL_S} seconds (30 days), got {ttl}", param_hint="'--ttl'")
     if not subject_id.strip():
         # The services reject a token that names no caller.

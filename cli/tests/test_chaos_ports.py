@@ -26,7 +26,7 @@ def test_launcher_ports_followed():
     assert ports["MEDGOV_POSTGRES_PORT"] == "22532"
 
 
-def test_pair_goes_below_when_above_is_in_the_ephemeral_range():
+def test_ports_below_when_above_ephemeral():
     ports = private_ports({"MEDGOV_KAFKA_PORT": "29192", "MEDGOV_POSTGRES_PORT": "25532"}, LINUX_DEFAULT)
 
     assert ports["MEDGOV_KAFKA_PORT"] == "19192"

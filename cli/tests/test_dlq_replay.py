@@ -115,7 +115,7 @@ async def test_replay_by_reason_skips_duplicates(infra, inbound):
     assert values == [b"offset-5"]
 
 
-async def test_replay_of_absent_reason_names_the_reasons_present(infra, inbound):
+async def test_replay_absent_reason_rejected(infra, inbound):
     bootstrap = infra.kafka_bootstrap_servers
     await publish(bootstrap, f"{inbound}.dlq", [
         (b"offset-5", dead_letter_headers(inbound, 5, "invalid_payload", "review")),

@@ -290,7 +290,7 @@ async def test_retry_rereads_rest_of_group(infra, settings):
     assert toy.CALLS["group-other"] == 1
 
 
-async def test_rest_of_poll_waits_for_a_failing_urgent_event(infra, topic, settings):
+async def test_rest_waits_for_failing_urgent(infra, topic, settings):
     """Events after an urgent one that must be retried are neither applied before it nor skipped."""
     envelopes = [wrap(grant("g-0"), source="medgov/consent", region="daegu"), *events("flaky-r"),
                  wrap(grant("g-1"), source="medgov/consent", region="daegu")]

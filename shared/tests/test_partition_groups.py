@@ -52,7 +52,7 @@ def split(polled: dict[TopicPartition, list[str | None]]):
 P0, P1, P2 = (TopicPartition("medgov.inbound.dcmc.v1", partition) for partition in range(3))
 
 
-def test_urgent_part_ends_at_the_last_urgent_event_of_each_partition():
+def test_urgent_part_ends_at_last_urgent():
     urgent, rest = split({
         P0: ["RecordConsent", "RevokeConsent", "RecordConsent", "RevokeConsent", "RecordConsent"],
         P1: ["RecordConsent", "RecordConsent"],

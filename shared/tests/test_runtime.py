@@ -563,7 +563,7 @@ def grant(consent_id: str) -> ConsentGranted:
 
 
 @pytest.mark.parametrize("urgent", [["ConsentRevoked"], []], ids=["urgent", "not-urgent"])
-async def test_urgent_event_commits_before_the_rest_of_its_poll(infra, toy_topic, toy_settings, urgent):
+async def test_urgent_event_commits_first(infra, toy_topic, toy_settings, urgent):
     """A revocation and the events before it commit in one transaction, the events after it in a later one."""
     events = [grant("g-0"), grant("g-1"), revocation("r-0"), grant("g-2"), grant("g-3")]
     await publish_in_one_request(infra.kafka_bootstrap_servers, toy_topic,

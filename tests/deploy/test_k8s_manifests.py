@@ -605,19 +605,19 @@ def test_dashboard_panels_have_unique_ids_and_templated_datasource():
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_postgres_prices_index_probes_for_ssd(overlay, rendered):
+def test_cluster_random_page_cost(overlay, rendered):
     """Batch look-ups by key use the index only with random_page_cost near 1 (ADR 0039)."""
     for cluster in of_kind(rendered[overlay], "Cluster"):
         assert cluster["spec"]["postgresql"]["parameters"]["random_page_cost"] == "1.1", cluster["metadata"]["name"]
 
 
-def test_compose_postgres_prices_index_probes_for_ssd():
+def test_compose_random_page_cost():
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     assert compose["services"]["postgres"]["command"] == ["postgres", "-c", "random_page_cost=1.1"]
 
 
 @pytest.mark.integration
-async def test_local_postgres_prices_index_probes_for_ssd(infra):
+async def test_launcher_random_page_cost(infra):
     connection = await asyncpg.connect(infra.database_url)
     try:
         assert await connection.fetchval("SHOW random_page_cost") == "1.1"

@@ -118,8 +118,8 @@ def private_ports(
             raise ChaosSetupError(
                 f"{variable}={value}: the chaos run starts its private pair {_PRIVATE_PORT_OFFSET} ports above or "
                 f"below the launcher's, and both {candidates[0]} and {candidates[1]} are outside 1024-65535 or "
-                f"inside {low}-{high}, the ports this machine gives outgoing connections; choose a launcher port "
-                f"{_PRIVATE_PORT_OFFSET} above or below a free port from 1024 to {low - 1}"
+                f"inside {low}-{high}, the ports this machine gives outgoing connections. Choose a launcher port "
+                f"that gives a port from 1024 to {low - 1} when {_PRIVATE_PORT_OFFSET} is added or subtracted"
             )
         ports[variable] = str(usable[0])
     return ports

@@ -296,9 +296,9 @@ class EventConsumer:
     async def _process_poll(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
         """Apply every partition's batch, in as few transactions as the poll's size allows, then commit the offsets.
 
-        Urgent events and the events before them in their partitions go
-        first, in transactions of their own; the rest of the poll follows once
-        they have committed.
+        Urgent events and the events before them in their partitions are
+        committed first, in transactions of their own. The rest of the poll
+        is applied after that commit.
         """
         parsed = {partition: [self._parse(record) for record in records] for partition, records in batches.items()}
         urgent, rest = split_urgent(batches, parsed, self.urgent_types)
