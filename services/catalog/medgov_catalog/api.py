@@ -386,7 +386,7 @@ async def _receive(request: Request, upload: _OpenUpload, name: str) -> StoredFi
         except FileExistsError:
             raise HTTPException(status.HTTP_409_CONFLICT, f"'{name}' was staged by another upload meanwhile") from None
     finally:
-        # After os.link the file stays at `destination`; the temporary name goes in every case.
+        # After os.link the file stays at `destination`, and the temporary name is removed in every case.
         partial.unlink(missing_ok=True)
     return StoredFile(destination, stored.size_bytes, stored.sha256)
 

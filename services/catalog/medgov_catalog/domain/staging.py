@@ -132,7 +132,7 @@ def resolve_inside(area: Path, relative: str) -> Path:
     except FileNotFoundError:
         raise FileRejected(RejectionReason.NOT_FOUND, f"no file at '{relative}' in the staging area") from None
     except OSError as error:
-        # Such as "file name too long", or "not a directory" for a path through a file.
+        # The reason is, for example, "file name too long", or "not a directory" for a path through a file.
         raise FileRejected(
             RejectionReason.INVALID_PATH, f"cannot resolve '{relative}': {os_error_reason(error)}"
         ) from None
