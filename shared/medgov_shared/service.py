@@ -8,6 +8,7 @@ lifespan starts and stops everything in order.
 import asyncio
 import contextlib
 import gc
+import signal
 import sys
 import time
 import uuid
@@ -427,11 +428,31 @@ def run(service: Service) -> None:
     ))
     service.on_task_failure = lambda: setattr(server, "should_exit", True)
     tune_garbage_collector(settings.gc_threshold)
+    stop_signals = _record_stop_signals()
     server.run()
     log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - started, 1),
-             failed_tasks=dict(service.task_failures) or None)
+             signal=stop_signals[-1].name if stop_signals else None, failed_tasks=dict(service.task_failures) or None)
     if service.task_failures:
         sys.exit(1)
+
+
+def _record_stop_signals() -> list[signal.Signals]:
+    """Replace the default handlers of SIGTERM and SIGINT by ones that only record the signal; return the record.
+
+    uvicorn handles both signals while it serves. After draining, it raises
+    the signal again, and the default handlers then killed the process: exit
+    status 143 for SIGTERM, a traceback for SIGINT, and no "service exited"
+    line. With these handlers the process logs that line and exits 0 after a
+    clean drain, as the kubelet and the demo's supervisor expect.
+    """
+    received: list[signal.Signals] = []
+
+    def record(number: int, _frame: object) -> None:
+        received.append(signal.Signals(number))
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, record)
+    return received
 
 
 def tune_garbage_collector(threshold: int) -> None:

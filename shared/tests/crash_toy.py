@@ -1,5 +1,6 @@
 """Run the toy service from settings in the environment; with CRASH_AFTER_DB_COMMIT=1 it
-SIGKILLs itself right after its first batch's database commit, before the offset commit."""
+SIGKILLs itself right after its first batch's database commit, before the offset commit.
+With SERVE=1 it runs as a service process does, through `medgov_shared.service.run`."""
 
 import asyncio
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from medgov_shared.service import run  # noqa: E402
 from toy import ToySettings, build_toy  # noqa: E402
 
 
@@ -29,4 +31,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if os.environ.get("SERVE") == "1":
+        run(build_toy(ToySettings(), [os.environ["TOY_TOPIC"]]))
+    else:
+        asyncio.run(main())

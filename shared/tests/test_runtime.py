@@ -396,6 +396,55 @@ async def test_sigkill_between_database_and_offset_commit(infra, toy_topic, toy_
         await connection.close()
 
 
+@pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
+async def test_stop_signal_drains_and_exits_zero(infra, toy_topic, toy_settings, stop_signal):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from medgov_shared.testing.services import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEDGOV_CONSENT_REGION": "daegu",
+        "MEDGOV_CONSENT_DATABASE_URL": toy_settings.database_url,
+        "MEDGOV_CONSENT_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "MEDGOV_CONSENT_JWT_SECRET": "test-only",
+        "MEDGOV_CONSENT_KAFKA_GROUP_ID": toy_settings.kafka_group_id,
+        "MEDGOV_CONSENT_HTTP_PORT": str(port),
+        "MEDGOV_CONSENT_LOG_FORMAT": "json",
+        "TOY_TOPIC": toy_topic,
+        "SERVE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    script = Path(__file__).with_name("crash_toy.py")
+    process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        await wait_until(lambda: _ready(port), timeout_s=60, message="toy service ready")
+        process.send_signal(getattr(signal, stop_signal))
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = output.decode()
+    assert process.returncode == 0, text[-3000:]
+    assert '"service exited"' in text and f'"signal": "{stop_signal}"' in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+
+
+async def _ready(port: int) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"http://127.0.0.1:{port}/readyz", timeout=2)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 # -- a BatchableHandler takes a poll batch at once -------------------------------------
 
 MANY_CALLS: list[list[str]] = []
