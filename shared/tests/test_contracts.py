@@ -2,6 +2,7 @@
 
 import json
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from medgov_shared import asyncapi
 from medgov_shared.contracts.compatibility import breaking_changes, published_schemas
 from medgov_shared.contracts.envelope import Envelope, wrap
 from medgov_shared.contracts.guards import (
+    _ASCII_DIGITS as ASCII_DIGITS,
     RRN_PATTERN,
     PersonalDataError,
     contains_rrn,
@@ -165,6 +167,25 @@ def test_rrn_with_other_separators_or_digits_found(text):
 @pytest.mark.parametrize("text", ["900101 ,1234567", "2026-12-05T10:00:00+09:00", "ds-knuh-20261205-0001", "RRN900101-1234567"])
 def test_not_an_rrn(text):
     assert not contains_rrn(text)
+
+
+# Text made of the pieces that decide a match: digits (ASCII and full-width),
+# dashes, gaps, and letters that touch a number.
+_RRN_PIECES = st.lists(
+    st.sampled_from(["9", "0", "1", "2", "3", "12", "850101", "1234567", "９", "０", "-", "－", " ", "\n", "\u00ad",
+                     "a", "Z", "가", ".", "\"", "x"]),
+    max_size=30,
+).map("".join)
+
+
+@given(text=_RRN_PIECES)
+@settings(max_examples=400, deadline=None)
+def test_contains_rrn_matches_pattern(text):
+    # contains_rrn looks for six ASCII digits first and starts the pattern there;
+    # the answer must be that of the pattern run over the whole normalized text.
+    comparable = unicodedata.normalize("NFKC", text).translate(ASCII_DIGITS)
+
+    assert contains_rrn(text) == (len(text) >= 13 and RRN_PATTERN.search(comparable) is not None)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
-from medgov_shared.contracts.guards import reject_naive_datetimes, reject_personal_data
+from medgov_shared.contracts.guards import reject_personal_data
 
 # Validation context key set by parse_payload for data parsed from JSON text.
 FROM_JSON = "medgov_from_json"
@@ -28,11 +28,9 @@ class EventPayload(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _reject_direct_identifiers(cls, data: Any, info: ValidationInfo) -> Any:
-        reject_personal_data(data)
         # Data parsed from JSON text contain strings, never datetime objects, and
         # the payload's own datetime fields reject a time without a zone.
-        if not (info.context or {}).get(FROM_JSON):
-            reject_naive_datetimes(data)
+        reject_personal_data(data, naive_datetimes=not (info.context or {}).get(FROM_JSON))
         return data
 
     @classmethod

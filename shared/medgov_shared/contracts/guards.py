@@ -51,13 +51,23 @@ def _comparable(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_ASCII_DIGITS)
 
 
+# In ASCII text an RRN starts with six ASCII digits in a row. Searching for
+# them first is about ten times faster than RRN_PATTERN on text without any,
+# because RRN_PATTERN tries its look-behind at every position.
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
+
+
 def contains_rrn(text: str) -> bool:
     """Tell whether `text` contains an RRN-shaped number, in any script's decimal digits."""
     if len(text) < _RRN_DIGITS:
         return False
     if not text.isascii():
         text = _comparable(text)
-    return RRN_PATTERN.search(text) is not None
+        if not text.isascii():
+            return RRN_PATTERN.search(text) is not None
+    digits = _SIX_DIGITS.search(text)
+    # The look-behind of RRN_PATTERN still sees the characters before `digits`.
+    return digits is not None and RRN_PATTERN.search(text, digits.start()) is not None
 
 
 def redact_personal_data(text: str) -> str:
@@ -132,9 +142,20 @@ def _name_of(key: Any) -> str:
     return name.lower()
 
 
-def _check_personal(value: Any, path: _Path, name: str) -> None:
-    if isinstance(value, BaseModel):  # a payload built in Python nests models, not dicts
-        value = value.model_dump()
+# Types of JSON values. A value of one of them is no model, and the walks
+# skip the isinstance test, which is slow for a model class (an ABC).
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+
+
+def _check_personal(value: Any, path: _Path, name: str, naive: bool) -> None:
+    # With `naive` True the same walk also rejects datetimes without a time zone.
+    if type(value) not in _JSON_TYPES:
+        if isinstance(value, BaseModel):  # a payload built in Python nests models
+            value = value.model_dump()
+        elif naive and isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(f"field '{_render(path)}' is a naive datetime; give a time zone (UTC expected)")
+            return
     if path is not None and name in RAW_IDENTIFIER_FIELDS and isinstance(value, (str, int, dict, list)):
         raise PersonalDataError(
             f"field '{_render(path)}' is a raw patient identifier; send the keyed pseudonym "
@@ -157,14 +178,14 @@ def _check_personal(value: Any, path: _Path, name: str) -> None:
                     f"a field name in '{_render(path) or 'the payload'}' contains what looks like a Korean "
                     "resident registration number; remove it before publishing"
                 )
-            _check_personal(item, (path, key_text), _name_of(key))
+            _check_personal(item, (path, key_text), _name_of(key), naive)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_personal(item, (path, index), name)  # a list item is named by the field that contains the list
+            _check_personal(item, (path, index), name, naive)  # a list item is named by the field that contains the list
 
 
 def _check_naive(value: Any, path: _Path) -> None:
-    if isinstance(value, BaseModel):
+    if type(value) not in _JSON_TYPES and isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -182,9 +203,13 @@ def _root(root: str) -> tuple[_Path, str]:
     return ((None, root), _name_of(root)) if root else (None, "")
 
 
-def reject_personal_data(value: Any, root: str = "") -> None:
-    """Raise PersonalDataError if `value` holds an RRN or a raw identifier field."""
-    _check_personal(value, *_root(root))
+def reject_personal_data(value: Any, root: str = "", *, naive_datetimes: bool = False) -> None:
+    """Raise PersonalDataError if `value` holds an RRN or a raw identifier field.
+
+    With `naive_datetimes` the same walk also raises ValueError for a datetime
+    without a time zone, as `reject_naive_datetimes` would, at the cost of one walk instead of two.
+    """
+    _check_personal(value, *_root(root), naive_datetimes)
 
 
 def reject_naive_datetimes(value: Any, root: str = "") -> None:
