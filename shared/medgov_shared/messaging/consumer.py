@@ -26,6 +26,7 @@ its inbox row, where failures are sorted:
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ from medgov_shared.settings import ServiceSettings
 Handler = Callable[[HandlerContext, EventPayload], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
+# The standard-library logger behind `log`, whose level decides which lines are written.
+_stdlib_log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 BATCH_FALLBACKS = Counter(
@@ -111,12 +114,43 @@ def _first_occurrences(handled: list[_Handled], inserted: set) -> set[int]:
     return fresh
 
 
-def _event_log(record: ConsumerRecord, envelope: Envelope | None) -> structlog.stdlib.BoundLogger:
+def _event_log(record: ConsumerRecord, envelope: Envelope | None) -> "EventLog":
     """Return the logger bound to the record's position and, once parsed, to the event's ids."""
-    bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
-    if envelope is None:
-        return bound
-    return bound.bind(event_id=str(envelope.id), event_type=envelope.type, correlation_id=str(envelope.correlationid))
+    return EventLog(record, envelope)
+
+
+class EventLog:
+    """A structlog logger for one consumed record, bound to its position and ids when it first writes a line.
+
+    Most events log nothing. Binding the five values for each of them, and
+    passing each debug line to structlog to be dropped, took about 15
+    microseconds per event, about 5% of the consent service's CPU time per
+    RecordConsent. Every method of a bound logger is available.
+    """
+
+    __slots__ = ("_record", "_envelope", "_bound")
+
+    def __init__(self, record: ConsumerRecord, envelope: Envelope | None) -> None:
+        self._record = record
+        self._envelope = envelope
+        self._bound: structlog.stdlib.BoundLogger | None = None
+
+    def debug(self, event: str, **values: object) -> None:
+        if _stdlib_log.isEnabledFor(logging.DEBUG):
+            self._logger().debug(event, **values)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._logger(), name)
+
+    def _logger(self) -> structlog.stdlib.BoundLogger:
+        if self._bound is None:
+            record, envelope = self._record, self._envelope
+            bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
+            if envelope is not None:
+                bound = bound.bind(event_id=str(envelope.id), event_type=envelope.type,
+                                   correlation_id=str(envelope.correlationid))
+            self._bound = bound
+        return self._bound
 
 
 def group_partitions(
