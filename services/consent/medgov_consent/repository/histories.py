@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 from pydantic import TypeAdapter
 
 from medgov_shared.contracts.events.consent import ConsentScope
@@ -134,37 +135,50 @@ async def save_histories(
 ) -> None:
     """Write what changed between the two versions of each subject's history, one statement per kind of row.
 
-    The caller holds every subject's lock.
+    The caller holds every subject's lock, and each subject appears once.
+    Each statement takes its rows as arrays. executemany ran a statement once
+    per row, which took 28 (consents) to 74 (subjects) percent longer per
+    row in a test with 250 rows.
     """
     changed = [(before, after) for before, after in changes if after != before]
     if not changed:
         return
+    if len({after.subject for _, after in changed}) != len(changed):
+        raise ValueError("save_histories takes each subject once")
     consents = [
-        _consent_row(after.subject, record, now)
+        _consent_row(after.subject, record)
         for before, after in changed
         for record in after.consents
         if before.consent(record.consent_id) != record
     ]
     revocations = [
-        _revocation_row(after.subject, applied, now)
+        _revocation_row(after.subject, applied)
         for before, after in changed
         for applied in after.revocations[len(before.revocations) :]
     ]
     reparked = [after for before, after in changed if after.parked != before.parked]
 
     if consents:
-        await connection.executemany(_UPSERT_CONSENT, consents)
+        await connection.execute(_UPSERT_CONSENTS, *_columns(consents), now)
     if revocations:
-        await connection.executemany(_INSERT_REVOCATION, revocations)
+        await connection.execute(_INSERT_REVOCATIONS, *_columns(revocations), now)
     if reparked:
         await connection.execute("DELETE FROM parked_revocations WHERE subject = ANY($1::text[])", [after.subject for after in reparked])
-        parked = [_parked_row(after.subject, revocation, now) for after in reparked for revocation in after.parked]
+        parked = [_parked_row(after.subject, revocation) for after in reparked for revocation in after.parked]
         if parked:
-            await connection.executemany(_INSERT_PARKED, parked)
-    await connection.executemany(
-        "UPDATE subjects SET next_sequence = $2, updated_at = $3 WHERE subject = $1",
-        [(after.subject, after.next_sequence, now) for _, after in changed],
+            await connection.execute(_INSERT_PARKED, *_columns(parked), now)
+    await connection.execute(
+        "UPDATE subjects SET next_sequence = given.next_sequence, updated_at = $3 "
+        "FROM unnest($1::text[], $2::integer[]) AS given (subject, next_sequence) WHERE subjects.subject = given.subject",
+        [after.subject for _, after in changed],
+        [after.next_sequence for _, after in changed],
+        now,
     )
+
+
+def _columns(rows: Sequence[tuple]) -> list[list]:
+    """Return the columns of `rows`, one list per column, as parameters for unnest."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def subjects_with_revocations(connection: asyncpg.Connection, subjects: Iterable[str]) -> list[str]:
@@ -194,10 +208,18 @@ async def mark_fanned_out(connection: asyncpg.Connection, subjects: Iterable[str
     )
 
 
-_UPSERT_CONSENT = """
+# The statements below take one array per column (in the order of the row
+# functions after them), then the time of recording. jsonb columns come as
+# JSON text, because arrays do not use the pool's jsonb codec.
+_UPSERT_CONSENTS = """
     INSERT INTO consents (subject, consent_id, institution_id, channel, policy, permitted_scope,
-                          granted_at, sequence, withdrawn_at, recorded_at, first_granted_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                          granted_at, sequence, withdrawn_at, first_granted_at, recorded_at)
+    SELECT subject, consent_id, institution_id, channel, policy::jsonb, permitted_scope::jsonb,
+           granted_at, sequence, withdrawn_at, first_granted_at, $11
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::timestamptz[], $8::integer[], $9::timestamptz[], $10::timestamptz[])
+         AS given (subject, consent_id, institution_id, channel, policy, permitted_scope,
+                   granted_at, sequence, withdrawn_at, first_granted_at)
     ON CONFLICT (subject, consent_id) DO UPDATE SET
         institution_id = EXCLUDED.institution_id, channel = EXCLUDED.channel, policy = EXCLUDED.policy,
         permitted_scope = EXCLUDED.permitted_scope, granted_at = EXCLUDED.granted_at,
@@ -205,35 +227,43 @@ _UPSERT_CONSENT = """
         first_granted_at = EXCLUDED.first_granted_at
 """
 
-_INSERT_REVOCATION = """
+_INSERT_REVOCATIONS = """
     INSERT INTO revocations (subject, sequence, consent_id, institution_id, channel, standalone,
                              requested_effective_at, requested_scope, denied_scope, effective_at, recorded_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    SELECT subject, sequence, consent_id, institution_id, channel, standalone,
+           requested_effective_at, requested_scope::jsonb, denied_scope::jsonb, effective_at, $11
+    FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::boolean[],
+                $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
+         AS given (subject, sequence, consent_id, institution_id, channel, standalone,
+                   requested_effective_at, requested_scope, denied_scope, effective_at)
 """
 
+# Parked revocations apply in the order of their ids, so the rows are inserted in the order given.
 _INSERT_PARKED = """
     INSERT INTO parked_revocations (subject, consent_id, institution_id, channel, effective_at, scope, parked_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    SELECT subject, consent_id, institution_id, channel, effective_at, scope::jsonb, $7
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+         WITH ORDINALITY AS given (subject, consent_id, institution_id, channel, effective_at, scope, position)
+    ORDER BY position
 """
 
 
-def _consent_row(subject: str, record: ConsentRecord, now: datetime) -> tuple:
+def _consent_row(subject: str, record: ConsentRecord) -> tuple:
     return (
         subject,
         record.consent_id,
         record.institution_id,
         record.channel,
-        policy_to_json(record.policy),
-        _scope_to_json(permitted_scope(record.policy)),
+        _json_text(policy_to_json(record.policy)),
+        _json_text(_scope_to_json(permitted_scope(record.policy))),
         record.granted_at,
         record.sequence,
         record.withdrawn_at,
-        now,
         record.first_granted,
     )
 
 
-def _revocation_row(subject: str, applied: AppliedRevocation, now: datetime) -> tuple:
+def _revocation_row(subject: str, applied: AppliedRevocation) -> tuple:
     revocation = applied.revocation
     return (
         subject,
@@ -243,23 +273,25 @@ def _revocation_row(subject: str, applied: AppliedRevocation, now: datetime) -> 
         revocation.channel,
         revocation.standalone,
         revocation.effective_at,
-        _scope_to_json(revocation.scope),
-        _scope_to_json(applied.denied),
+        _json_text(_scope_to_json(revocation.scope)),
+        _json_text(_scope_to_json(applied.denied)),
         applied.effective_at,
-        now,
     )
 
 
-def _parked_row(subject: str, revocation: Revocation, now: datetime) -> tuple:
+def _parked_row(subject: str, revocation: Revocation) -> tuple:
     return (
         subject,
         revocation.consent_id,
         revocation.institution_id,
         revocation.channel,
         revocation.effective_at,
-        _scope_to_json(revocation.scope),
-        now,
+        _json_text(_scope_to_json(revocation.scope)),
     )
+
+
+def _json_text(value: dict[str, Any] | None) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
 
 
 def _consent(row: asyncpg.Record) -> ConsentRecord:
