@@ -13,6 +13,7 @@ from medgov_shared.clock import ManualClock
 from medgov_shared.contracts.envelope import wrap
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
 from medgov_shared.contracts.pseudonym import pseudonymize
+from medgov_shared.messaging import consumer as consumer_module
 from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging import dlq, outbox_retention
 from medgov_shared.messaging import relay as relay_module
@@ -515,6 +516,38 @@ async def test_batchable_handler_takes_batch(infra, toy_topic, echo_topic, toy_s
     assert MANY_CALLS, "the batch handler was never given a run of events"
     assert [orjson.loads(row["value"])["data"]["consent_id"] for row in echoed] == [f"echo-b-{index}" for index in range(5)]
     assert {orjson.loads(row["value"])["causationid"] for row in echoed} == {str(envelope.id) for envelope in envelopes}
+
+
+async def test_unrecorded_batch_forwards_trace(infra, toy_topic, echo_topic, toy_settings, monkeypatch):
+    """Without recorded spans, a batch's events carry the incoming trace context, or a new one when there is none."""
+    monkeypatch.setattr(consumer_module, "spans_recorded", lambda: False)
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, linger_ms=200)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(toy_topic, wrap(revocation(name), source="medgov/consent", region="daegu").to_json(),
+                                key=b"k", headers=headers)
+            for name, headers in (("t-traced", [("traceparent", incoming.encode())]), ("t-untraced", []),
+                                  ("t-malformed", [("traceparent", b"00-zz-1")]))
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+    async with running(build_batching_toy(toy_settings, toy_topic)) as service:
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 3 FROM outbox"), message="three echoes")
+        echoed = await service.pool.fetch("SELECT value, headers FROM outbox ORDER BY position")
+
+    headers = {orjson.loads(row["value"])["data"]["consent_id"]: row["headers"] for row in echoed}
+    assert MANY_CALLS, "the batch handler was never given a run of events"
+    assert headers["echo-t-traced"] == {"traceparent": incoming}
+    for name in ("echo-t-untraced", "echo-t-malformed"):
+        version, trace_id, span_id, flags = headers[name]["traceparent"].split("-")
+        assert (version, flags) == ("00", "00")
+        assert len(trace_id) == 32 and trace_id not in (incoming.split("-")[1], "0" * 32)
+        assert len(span_id) == 16 and span_id != "0" * 16
+    assert headers["echo-t-untraced"]["traceparent"] != headers["echo-t-malformed"]["traceparent"]
 
 
 async def test_outbox_rows_flushed_during_batch_keep_order(infra, toy_topic, echo_topic, toy_settings, monkeypatch):

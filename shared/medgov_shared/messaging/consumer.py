@@ -61,7 +61,13 @@ from medgov_shared.messaging.topics import create_missing_topics
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.observability import metrics
 from medgov_shared.observability.logging import OutageLog
-from medgov_shared.observability.tracing import context_from_headers, inject_headers, tracer
+from medgov_shared.observability.tracing import (
+    context_from_headers,
+    inject_headers,
+    spans_recorded,
+    tracer,
+    unrecorded_trace_headers,
+)
 from medgov_shared.settings import ServiceSettings
 
 Handler = Callable[[HandlerContext, EventPayload], Awaitable[None]]
@@ -574,9 +580,13 @@ class EventConsumer:
         handler = self.handlers[run[0][2].type]
         assert isinstance(handler, BatchableHandler)
         items = []
+        recorded = spans_recorded()
         for _, record, envelope, payload in run:
-            with self._span(record, envelope):
-                trace_headers = inject_headers()
+            if recorded:
+                with self._span(record, envelope):
+                    trace_headers = inject_headers()
+            else:
+                trace_headers = unrecorded_trace_headers(record.headers or ())
             bound = _event_log(record, envelope)
             context = HandlerContext(connection=connection, outbox=self.outbox, clock=self.clock, incoming=envelope,
                                      log=bound, staging=staging, trace_headers=trace_headers)
