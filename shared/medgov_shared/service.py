@@ -9,17 +9,21 @@ import asyncio
 import contextlib
 import gc
 import signal
+import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -48,6 +52,7 @@ from medgov_shared.web.request_body import RequestBodyGuard
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)
+T = TypeVar("T")
 
 # Errors of an HTTP request that mean the database or broker is away, not that the request is wrong.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = tuple(
@@ -128,6 +133,8 @@ class Service:
         self._stopping = False
         # Called once a background task ended outside stop(); run() uses it to shut the process down.
         self.on_task_failure: Callable[[], None] | None = None
+        # Set by `run` to tell whether a stop signal arrived, which ends a wait for the database or broker at start.
+        self.exit_requested: Callable[[], bool] = lambda: False
 
     # -- resources ---------------------------------------------------------------
 
@@ -156,14 +163,14 @@ class Service:
         self._stopping = False
         self._task_failures.clear()
         configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
+        await self._when_reachable("database", lambda: _probe_database(settings.database_url, settings.create_database))
         if settings.create_database:
             await ensure_database(settings.database_url)
         await upgrade_async(self.migrations, settings.database_url)
         self._pool = await create_pool(settings.database_url, max_size=self.pool_size)
         if settings.create_topics:
-            await ensure_topics(settings)
-        self._producer = AIOKafkaProducer(**producer_options(settings))
-        await self._producer.start()
+            await self._when_reachable("broker", lambda: ensure_topics(settings))
+        self._producer = await self._when_reachable("broker", self._started_producer)
 
         if settings.role != "worker":
             self.relay = OutboxRelay(
@@ -187,12 +194,41 @@ class Service:
                 handlers=self.handlers, pattern=consumed_topics_pattern(self.consumes, inbound=self.consume_inbound),
                 dlq_producer=self.producer, urgent_types=self.urgent_event_types,
             )
-            await self.consumer.start()
+            await self._when_reachable("broker", self.consumer.start)
             self._start_task("consumer", self.consumer.run())
         for job in self.jobs:
             self._start_task(f"job:{job.name}", self._run_job(job))
         log.info("service started", service=settings.service_name, region=settings.region.value,
                  topic=self.topic, consumes=list(self.consumes), inbound=self.consume_inbound)
+
+    async def _when_reachable(self, backend: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Return what `attempt` returns, calling it again while the database or broker cannot be reached.
+
+        A process may start before them, after a node restart or with the whole
+        stack. It then waits 1, 2, 4 ... up to 30 seconds between attempts
+        instead of exiting, which would use up a supervisor's restarts. A stop
+        requested meanwhile ends the wait with the last error.
+        """
+        delay_s = 1.0
+        while True:
+            try:
+                return await attempt()
+            except NOT_REACHABLE_ERRORS as error:
+                if self.exit_requested():
+                    raise
+                self._outage_log.warning("starting: backend not reachable; will retry", backend=backend,
+                                         error=describe_error(error), retry_in_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(**producer_options(self.settings))
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # a failed start leaves connections and tasks open
+            raise
+        return producer
 
     async def _renew_producer(self) -> AIOKafkaProducer:
         """Replace the Kafka producer of the relay and the dead-letter path with a new one, and return it."""
@@ -408,6 +444,27 @@ class Service:
         return app
 
 
+# Failures that mean the database or broker cannot be reached (yet): refused
+# or reset connections, names that do not resolve, timeouts, PostgreSQL starting up.
+NOT_REACHABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    socket.gaierror,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
+
+
+async def _probe_database(database_url: str, maintenance: bool) -> None:
+    """Open and close one connection: to the service's database, or with `maintenance` to the server's `postgres` database."""
+    if maintenance:
+        database_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+    connection = await asyncpg.connect(database_url, timeout=10)
+    await connection.close()
+
+
 def run(service: Service) -> None:
     """Serve the service until SIGTERM or SIGINT, or until a background task dies; uvicorn then runs the lifespan shutdown.
 
@@ -427,6 +484,7 @@ def run(service: Service) -> None:
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
     ))
     service.on_task_failure = lambda: setattr(server, "should_exit", True)
+    service.exit_requested = lambda: server.should_exit
     tune_garbage_collector(settings.gc_threshold)
     stop_signals = _record_stop_signals()
     server.run()

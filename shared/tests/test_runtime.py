@@ -446,6 +446,63 @@ async def _ready(port: int) -> bool:
         return False
 
 
+async def _forward(port: int, target: str) -> asyncio.Server:
+    """Listen on `port` and pass each connection through to `target` (host:port), both ways."""
+    host, target_port = target.rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def connect(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(host, int(target_port))
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    return await asyncio.start_server(connect, "127.0.0.1", port)
+
+
+@pytest.mark.parametrize("backend", ["broker", "database"])
+async def test_start_waits_for_backend(infra, toy_topic, toy_settings, backend):
+    """A service started before its broker or database waits for it, then works, instead of failing its start."""
+    from urllib.parse import urlsplit
+
+    from medgov_shared.testing.services import free_port
+
+    port = free_port()
+    if backend == "broker":
+        target = infra.kafka_bootstrap_servers.split(",")[0]
+        settings = toy_settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+    else:
+        parts = urlsplit(toy_settings.database_url)
+        target = f"{parts.hostname}:{parts.port}"
+        settings = toy_settings.model_copy(
+            update={"database_url": parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}").geturl()}
+        )
+    service = build_toy(settings, [toy_topic])
+    starting = asyncio.create_task(service.start())
+    await asyncio.sleep(4)
+    waited = not starting.done()
+    forwarder = await _forward(port, target)
+    try:
+        await asyncio.wait_for(starting, timeout=60)
+        sent = wrap(revocation("after-wait"), source="medgov/consent", region="daegu")
+        await publish(infra.kafka_bootstrap_servers, toy_topic, [sent.to_json()])
+        await wait_until(lambda: service.pool.fetchval("SELECT count(*) = 1 FROM effects"), message="event applied")
+    finally:
+        if not starting.done():
+            starting.cancel()
+        await service.stop()
+        forwarder.close()
+
+    assert waited, f"start ended while the {backend} was away"
+
+
 # -- a BatchableHandler takes a poll batch at once -------------------------------------
 
 MANY_CALLS: list[list[str]] = []

@@ -293,8 +293,13 @@ class EventConsumer:
         # Groups of partition batches hold a connection each for their whole
         # transaction; two connections stay free, for the outbox relay and HTTP requests.
         self._max_groups = max(1, self.pool.get_max_size() - 2)
-        self._consumer = AIOKafkaConsumer(**consumer_options(self.settings))
-        await self._consumer.start()
+        consumer = AIOKafkaConsumer(**consumer_options(self.settings))
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # a failed start leaves connections and tasks open
+            raise
+        self._consumer = consumer
         self._consumer.subscribe(pattern=self.pattern)
         log.info("consumer started", pattern=self.pattern, group=self.settings.consumer_group)
 
