@@ -4,6 +4,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from medgov_cli.settings import BrokerUnavailable, KafkaClientSettings
 from medgov_shared.messaging import dlq
@@ -56,6 +57,7 @@ async def _read_all(topic: str) -> list:
 
 
 async def show(topic: str, console: Console) -> None:
+    _require_dead_letter_topic(topic)
     records = await _read_all(topic)
     table = Table(title=f"{len(records)} dead letters in {topic}")
     # Each consumer group that could not apply a record dead-letters its own copy, so "group" distinguishes them.
@@ -64,9 +66,19 @@ async def show(topic: str, console: Console) -> None:
     for record in records:
         headers = dlq.headers_dict(record.headers)
         origin = f"{headers.get(dlq.ORIGINAL_TOPIC)}[{headers.get(dlq.ORIGINAL_PARTITION)}]@{headers.get(dlq.ORIGINAL_OFFSET)}"
-        table.add_row(str(record.offset), origin, headers.get(dlq.CONSUMER_GROUP, ""), headers.get(dlq.REASON, ""),
-                      headers.get(dlq.ERROR, ""))
+        # Text cells, because an error quotes what the sender wrote (an event type,
+        # a pattern such as [a-z]), which Rich would otherwise read as markup.
+        cells = (str(record.offset), origin, headers.get(dlq.CONSUMER_GROUP, ""), headers.get(dlq.REASON, ""),
+                 headers.get(dlq.ERROR, ""))
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
+
+
+def _require_dead_letter_topic(topic: str) -> None:
+    if not topic.endswith(".dlq"):
+        raise LookupError(
+            f"{topic!r} is not a dead-letter topic; give a name ending in '.dlq', such as medgov.inbound.knuh.v1.dlq"
+        )
 
 
 async def replay(topic: str, reason: str | None) -> tuple[int, int]:
@@ -78,12 +90,9 @@ async def replay(topic: str, reason: str | None) -> tuple[int, int]:
     each original topic, partition and offset is sent. Consumer groups that
     already applied the event skip the replayed record by its event id.
     """
-    if not topic.endswith(".dlq"):
-        # The original topic of a record without the header is the name without '.dlq', which
-        # for a service topic is the topic itself: every event would be published a second time.
-        raise LookupError(
-            f"{topic!r} is not a dead-letter topic; give a name ending in '.dlq', such as medgov.inbound.knuh.v1.dlq"
-        )
+    # The original topic of a record without the header is the name without '.dlq', which
+    # for a service topic is the topic itself: every event would be published a second time.
+    _require_dead_letter_topic(topic)
     letters = [(record, dlq.headers_dict(record.headers)) for record in await _read_all(topic)]
     present = {headers.get(dlq.REASON, "") for _, headers in letters}
     if reason and letters and reason not in present:

@@ -250,6 +250,12 @@ def test_dlq_show_unreachable_broker(environment):
     assert_clean_failure(result, f"cannot reach the Kafka broker at {environment['KAFKA_BOOTSTRAP_SERVERS']}")
 
 
+def test_dlq_show_not_dead_letter_topic(environment):
+    result = invoke(["dlq", "show", "medgov.inbound.knuh.v1"], environment)
+
+    assert_clean_failure(result, "'medgov.inbound.knuh.v1' is not a dead-letter topic; give a name ending in '.dlq'")
+
+
 @pytest.mark.integration
 def test_dlq_show_unknown_topic(infra, environment):
     environment["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
