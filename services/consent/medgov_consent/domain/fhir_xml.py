@@ -14,7 +14,8 @@ validation to the JSON path. It follows the FHIR XML format:
   its type.
 
 Comments and processing instructions are dropped. DTDs are rejected, so no
-entity can expand.
+entity can expand: the document must be UTF-8 without NUL bytes, in which a
+DTD or entity declaration shows as ASCII bytes.
 """
 
 import xml.etree.ElementTree as ElementTree
@@ -57,6 +58,12 @@ def parse_fhir_xml(document: bytes | str) -> dict[str, Any]:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise FhirXmlError(f"document is not UTF-8, the encoding FHIR requires: {error}") from None
+    if b"\x00" in raw:
+        # UTF-16 or UTF-32 text passes the UTF-8 check when it is ASCII, and expat would then
+        # read it in that encoding, where the DTD check below cannot see a declaration.
+        raise FhirXmlError(
+            "document contains NUL bytes, which XML does not allow; it looks like UTF-16 or UTF-32, and FHIR XML must be UTF-8"
+        )
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise FhirXmlError("document declares a DTD or entity; FHIR XML needs neither and they are rejected")
     try:

@@ -110,6 +110,19 @@ def test_xml_rejects_non_utf8() -> None:
     assert "not UTF-8" in str(caught.value)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_xml_rejects_dtd_without_bom(encoding: str) -> None:
+    # Without a byte-order mark, ASCII text in these encodings is valid UTF-8, and
+    # expat would read the DTD in that encoding and expand the entity.
+    document = '<?xml version="1.0"?><!DOCTYPE Consent [<!ENTITY b "expanded">]>' + consent_xml('<status value="&b;"/>')
+
+    with pytest.raises(FhirXmlError) as caught:
+        parse_fhir_xml(document.encode(encoding))
+
+    assert "NUL bytes" in str(caught.value)
+    assert "must be UTF-8" in str(caught.value)
+
+
 def test_xml_boolean_must_be_literal() -> None:
     document = '<Observation xmlns="http://hl7.org/fhir"><valueBoolean value="yes"/></Observation>'
 
