@@ -152,12 +152,19 @@ def resolve_inside(area: Path, relative: str) -> Path:
 
 
 def check_upload_name(relative: str) -> None:
-    """Raise FileRejected for a name an upload may not take: one with an empty folder name or a part starting with '.'.
+    """Raise FileRejected for a name an upload may not take: one with an empty folder name, a part starting with '.', or U+FFFD.
 
-    Reading a staged file allows both, but an upload under such a name is a
-    mistake or an attempt to hide a file, and names starting with '.' are
-    reserved for the partial files of uploads in progress.
+    Reading a staged file allows the first two, but an upload under such a
+    name is a mistake or an attempt to hide a file, and names starting with
+    '.' are reserved for the partial files of uploads in progress. U+FFFD is
+    what a URL's percent-encoded bytes that are not UTF-8 decode to, so two
+    different names could end up as one file.
     """
+    if "\ufffd" in relative:
+        raise FileRejected(
+            RejectionReason.INVALID_PATH,
+            f"'{relative}' contains U+FFFD, which stands for bytes that are not UTF-8; percent-encode the name's UTF-8 bytes",
+        )
     for part in relative.split("/"):
         if part == "":
             raise FileRejected(

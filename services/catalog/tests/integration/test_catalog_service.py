@@ -257,6 +257,7 @@ async def test_upload_names_and_empty_body_rejected(topics, catalog_settings, to
         hidden = await client.put("/staging/.hidden.ndjson", content=content, headers=hospital)
         hidden_folder = await client.put("/staging/ct/.cache/first.ndjson", content=content, headers=hospital)
         empty = await client.put("/staging/empty.ndjson", content=b"", headers=hospital)
+        not_utf8 = await client.put("/staging/%ff%fe.ndjson", content=content, headers=hospital)
 
     assert double_slash.status_code == 400
     assert "has an empty folder name" in double_slash.json()["detail"]
@@ -265,6 +266,8 @@ async def test_upload_names_and_empty_body_rejected(topics, catalog_settings, to
     assert hidden_folder.status_code == 400
     assert empty.status_code == 400
     assert "'empty.ndjson' is empty (0 bytes)" in empty.json()["detail"]
+    assert not_utf8.status_code == 400
+    assert "bytes that are not UTF-8" in not_utf8.json()["detail"]
     assert list((tmp_path / institution).iterdir()) == []
 
 
