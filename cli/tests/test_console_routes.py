@@ -38,3 +38,27 @@ async def test_service_panel_answers_while_services_stall() -> None:
 
     assert response.status_code == 200
     assert {name: item["ready"] for name, item in response.json()["services"].items()} == dict.fromkeys(urls, False)
+
+
+async def test_service_rejection_passed_through() -> None:
+    # A catalog that rejects every request as the real one rejects a NUL in the search text.
+    body = b'{"detail":"invalid input: text contains a NUL character"}'
+
+    async def reject(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 422 Unprocessable Content\r\ncontent-type: application/json\r\n"
+                     b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reject, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    app = create_console({"review": url, "catalog": url, "consent": url, "grants": url}, "k" * 32)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            response = await client.get("/api/search", params={"q": "\x00"})
+    finally:
+        server.close()
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "invalid input: text contains a NUL character"

@@ -37,9 +37,23 @@ class ServiceClients:
                 response = await client.get(path, params=params, headers=self._headers())
             except httpx.HTTPError as error:
                 raise HTTPException(502, f"{service} service unreachable: {error}") from None
+        if response.status_code in _CALLER_ERRORS:
+            # The service rejected what the console's caller typed (a search text, an id); pass its reason on.
+            raise HTTPException(response.status_code, _detail_of(response))
         if response.status_code >= 400:
             raise HTTPException(502, f"{service} service answered {response.status_code} for {path}: {response.text[:300]}")
         return response.json()
+
+
+# Statuses that blame the request's content. 401 and 403 blame the console's own token, so they stay 502.
+_CALLER_ERRORS = frozenset({400, 404, 409, 422})
+
+
+def _detail_of(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail", response.text[:300])
+    except (ValueError, AttributeError):
+        return response.text[:300]
 
 
 def create_console(urls: dict[str, str], jwt_secret: str,
