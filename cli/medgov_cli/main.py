@@ -15,7 +15,7 @@ from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
 from medgov_cli.output import report_console, result_console
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
-from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes, read_text
+from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes
 from medgov_shared.contracts.events.inbound import RecordConsent
 from medgov_shared.contracts.types import LegalBasis
 
@@ -123,7 +123,8 @@ def _attempt(build):
 @publish_app.command("consent")
 def publish_consent(
     institution: Institution,
-    files: Annotated[list[Path], typer.Argument(help="FHIR R4 Consent JSON files.", exists=True, dir_okay=False)],
+    # Not checked by typer, so that a missing file or a folder gets its own rejected row and the others are sent.
+    files: Annotated[list[Path], typer.Argument(help="FHIR R4 Consent JSON files.")],
     as_json: JsonOutput = False,
 ) -> None:
     """Record patients' FHIR Consents; the patient reference is pseudonymized before sending."""
@@ -212,16 +213,23 @@ def publish_commands(
 ) -> None:
     """Send arbitrary inbound commands from a JSON-lines file, one report row per line."""
     try:
-        text = read_text(file)
+        data = read_bytes(file)
     except ValueError as error:
         fail(str(error))
+    if b"\x00" in data:
+        # A binary file gets one error for the whole file instead of one per line.
+        try:
+            decode_utf8(data)
+        except ValueError as error:
+            fail(f"{file}: {error}")
     items = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    # Each line is decoded on its own, so that a line that is not UTF-8 is rejected alone.
+    for number, raw_line in enumerate(data.splitlines(), 1):
+        if not raw_line.strip():
             continue
 
-        def build(publisher: HospitalPublisher, line: str = line):
-            return _line_command(publisher, line)
+        def build(publisher: HospitalPublisher, raw_line: bytes = raw_line):
+            return _line_command(publisher, decode_utf8(raw_line))
 
         items.append((f"{file.name}:{number}", _attempt(build)))
     if not items:

@@ -133,6 +133,24 @@ def test_bad_command_line_rejected(line, expected, tmp_path, environment):
     assert_clean_failure(result, "rejected commands.jsonl:1:", expected)
 
 
+def test_consent_folder_and_missing_file_rejected_each(tmp_path, environment):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(folder), str(tmp_path / "missing.json")], environment)
+
+    assert_clean_failure(result, "rejected exports:", "Is a directory", "rejected missing.json:", "No such file")
+
+
+def test_command_lines_decoded_one_by_one(tmp_path, environment):
+    path = tmp_path / "commands.jsonl"
+    path.write_bytes(b'{"type": "RevokeConsent"\n{"type": "RevokeConsent", "data": {}, "patient": "p\xff"}\n')
+
+    result = invoke(["publish", "commands", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "rejected commands.jsonl:1: not JSON", "rejected commands.jsonl:2: not UTF-8 text (invalid byte 0xff")
+
+
 def test_empty_commands_file_named(tmp_path, environment):
     path = tmp_path / "empty.ndjson"
     path.write_text("\n\n", encoding="utf-8")
