@@ -39,7 +39,7 @@ from medgov_shared.db.pool import create_pool, ensure_database
 from medgov_shared.messaging.consumer import EventConsumer, Handler
 from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, describe_error, describe_validation_error
-from medgov_shared.messaging.kafka import producer_options
+from medgov_shared.messaging.kafka import producer_options, started
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.messaging.outbox_retention import outbox_pruner
 from medgov_shared.messaging.relay import OutboxRelay
@@ -170,7 +170,7 @@ class Service:
         self._pool = await create_pool(settings.database_url, max_size=self.pool_size)
         if settings.create_topics:
             await self._when_reachable("broker", lambda: ensure_topics(settings))
-        self._producer = await self._when_reachable("broker", self._started_producer)
+        self._producer = await self._when_reachable("broker", lambda: started(AIOKafkaProducer(**producer_options(settings))))
 
         if settings.role != "worker":
             self.relay = OutboxRelay(
@@ -221,20 +221,10 @@ class Service:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
 
-    async def _started_producer(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(**producer_options(self.settings))
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()  # a failed start leaves connections and tasks open
-            raise
-        return producer
-
     async def _renew_producer(self) -> AIOKafkaProducer:
         """Replace the Kafka producer of the relay and the dead-letter path with a new one, and return it."""
         old = self._producer
-        renewed = AIOKafkaProducer(**producer_options(self.settings))
-        await renewed.start()
+        renewed = await started(AIOKafkaProducer(**producer_options(self.settings)))
         self._producer = renewed
         if self.consumer is not None:
             self.consumer.dlq_producer = renewed

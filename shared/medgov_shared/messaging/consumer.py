@@ -56,7 +56,7 @@ from medgov_shared.messaging import context as handler_context
 from medgov_shared.messaging.context import BatchableHandler, HandlerContext, RejectEvent, Staging, TransientError
 from medgov_shared.messaging.dlq import DeadLetter, send_dead_letter
 from medgov_shared.messaging.errors import CONNECTION_ERRORS, CONTENTION_ERRORS, describe_error, describe_validation_error
-from medgov_shared.messaging.kafka import consumer_options
+from medgov_shared.messaging.kafka import consumer_options, started
 from medgov_shared.messaging.topics import create_missing_topics
 from medgov_shared.messaging.outbox import Outbox
 from medgov_shared.observability import metrics
@@ -293,13 +293,7 @@ class EventConsumer:
         # Groups of partition batches hold a connection each for their whole
         # transaction; two connections stay free, for the outbox relay and HTTP requests.
         self._max_groups = max(1, self.pool.get_max_size() - 2)
-        consumer = AIOKafkaConsumer(**consumer_options(self.settings))
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()  # a failed start leaves connections and tasks open
-            raise
-        self._consumer = consumer
+        self._consumer = await started(AIOKafkaConsumer(**consumer_options(self.settings)))
         self._consumer.subscribe(pattern=self.pattern)
         log.info("consumer started", pattern=self.pattern, group=self.settings.consumer_group)
 

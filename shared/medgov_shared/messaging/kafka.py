@@ -4,7 +4,7 @@ import functools
 import ssl
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
@@ -78,6 +78,29 @@ _UINT32 = 0xFFFFFFFF
 
 
 @functools.lru_cache(maxsize=128)
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=_Client)
+
+
+async def started(client: ClientT) -> ClientT:
+    """Start an aiokafka producer or consumer and return it; stop it before re-raising when the start fails.
+
+    A failed start leaves the client's connections and background tasks
+    open, which a caller that tries again would pile up.
+    """
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+    return client
+
+
 def _little_endian_words(count: int) -> struct.Struct:
     return struct.Struct(f"<{count}I")
 
