@@ -464,7 +464,7 @@ def run(service: Service) -> None:
     """
     settings = service.settings
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    started = time.monotonic()
+    start_time = time.monotonic()
     server = uvicorn.Server(uvicorn.Config(
         service.app(),
         host=settings.http_host,
@@ -478,7 +478,7 @@ def run(service: Service) -> None:
     tune_garbage_collector(settings.gc_threshold)
     stop_signals = _record_stop_signals()
     server.run()
-    log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - started, 1),
+    log.info("service exited", service=settings.service_name, uptime_s=round(time.monotonic() - start_time, 1),
              signal=stop_signals[-1].name if stop_signals else None, failed_tasks=dict(service.task_failures) or None)
     if service.task_failures:
         sys.exit(1)
