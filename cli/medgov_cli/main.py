@@ -270,6 +270,8 @@ def token(
     ttl: Annotated[int, typer.Option(help=f"Lifetime in seconds, from 1 to {MAX_TOKEN_TTL_S} (30 days).")] = 3600,
 ) -> None:
     """Sign a development bearer token with JWT_SECRET (never use in production)."""
+    from medgov_shared.contracts.institutions import all_institutions
+    from medgov_shared.contracts.pseudonym import is_pseudonym
     from medgov_shared.web.auth import ROLES, issue_token
 
     if not 0 < ttl <= MAX_TOKEN_TTL_S:
@@ -283,6 +285,16 @@ def token(
     if unknown:
         # The services reject a token with any unknown role, so signing one would only defer the error.
         fail(f"unknown role {', '.join(unknown)}; known roles: {', '.join(sorted(ROLES))}")
+    # The services reject these too, each on the first request that needs the claim.
+    if "patient" in role and not (patient_subject and is_pseudonym(patient_subject)):
+        raise typer.BadParameter(
+            "a token with the role patient needs the patient's keyed pseudonym, such as daegu.k1.<64 hex digits>",
+            param_hint="'--patient-subject'",
+        )
+    if institution is not None and institution not in all_institutions():
+        raise typer.BadParameter(
+            f"unknown institution {institution!r}; known: {', '.join(sorted(all_institutions()))}", param_hint="'--institution'"
+        )
     secret = os.environ.get("JWT_SECRET")
     if not secret:
         console.print("[red]JWT_SECRET is not set; export the key the services verify tokens with (make run prints it)[/red]")

@@ -341,6 +341,43 @@ def test_token_without_caller_rejected(environment, sub):
     assert "eyJ" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--role", "patient"], "Invalid value for '--patient-subject': a token with the role patient needs"),
+        (["--role", "patient", "--patient-subject", "p-1001"], "Invalid value for '--patient-subject'"),
+        (["--role", "hospital", "--institution", "nosuch"], "Invalid value for '--institution': unknown institution 'nosuch'"),
+    ],
+)
+def test_token_services_would_reject_not_signed(environment, arguments, expected):
+    result = invoke(["token", "--sub", "p1", *arguments], {**environment, "JWT_SECRET": "s" * 40})
+
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "eyJ" not in result.output
+
+
+def test_consent_file_with_utf8_mark_read(tmp_path, environment):
+    path = tmp_path / "windows.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"resourceType": "Patient"}')
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(path)], environment)
+
+    # The mark is dropped, so the file is read as JSON and judged by its content.
+    assert_clean_failure(result, "rejected windows.json:", "Consent")
+    assert "BOM" not in result.output
+    assert "not JSON" not in result.output
+
+
+def test_consent_file_with_utf16_mark_named(tmp_path, environment):
+    path = tmp_path / "notepad.json"
+    path.write_bytes("\ufeff{}".encode("utf-16-le"))
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(path)], environment)
+
+    assert_clean_failure(result, "rejected notepad.json: UTF-16 or UTF-32 text (it starts with a byte-order mark); save the file as UTF-8")
+
+
 def test_token_ttl_sets_lifetime(environment):
     result = invoke(["token", "--sub", "fund-1", "--role", "fund_admin", "--ttl", "90"], {**environment, "JWT_SECRET": "s" * 40})
 
