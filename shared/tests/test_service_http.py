@@ -108,7 +108,8 @@ async def test_streamed_route_not_limited(client):
         (b'{"text": "a", "weight": -Infinity}', "no digit after sign"),
         (b'{"text": "\\ud800"}', "surrogate"),
         (b'{"text": "\\udc00"}', "surrogate"),
-        (b'{"text": "\xed\xa0\x80"}', "not valid UTF-8"),
+        (b'{"text": "\xed\xa0\x80"}', "not valid UTF-8 (byte 0xed at offset 10)"),
+        (b'{"subject": "\xff"}', "not valid UTF-8 (byte 0xff at offset 13); send JSON as UTF-8"),
     ],
 )
 async def test_non_standard_json_422(body, reason, client, operator):

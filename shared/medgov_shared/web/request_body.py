@@ -169,6 +169,14 @@ def _body_problem(content_type: str | None, body: bytes) -> HTTPException | None
         return HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                              f"unsupported content type {content_type!r}; send the body as application/json")
     try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # orjson's own message for this names a surrogate and line 1, column 1, wherever the byte is.
+        return HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"invalid JSON body: not valid UTF-8 (byte 0x{body[error.start]:02x} at offset {error.start}); send JSON as UTF-8",
+        )
+    try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         # orjson rejects NaN, Infinity, lone surrogates and invalid UTF-8, and names the position.
