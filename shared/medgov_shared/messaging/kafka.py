@@ -72,12 +72,6 @@ def consumer_options(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-_MURMUR2_SEED = 0x9747B28C
-_MURMUR2_MULTIPLIER = 0x5BD1E995
-_UINT32 = 0xFFFFFFFF
-
-
-@functools.lru_cache(maxsize=128)
 class _Client(Protocol):
     async def start(self) -> None: ...
 
@@ -101,6 +95,12 @@ async def started(client: ClientT) -> ClientT:
     return client
 
 
+_MURMUR2_SEED = 0x9747B28C
+_MURMUR2_MULTIPLIER = 0x5BD1E995
+_UINT32 = 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=128)
 def _little_endian_words(count: int) -> struct.Struct:
     return struct.Struct(f"<{count}I")
 
