@@ -68,12 +68,13 @@ def decode_utf8(data: bytes) -> str:
     """Decode UTF-8 text; binary data raises ValueError naming the first invalid byte and its offset.
 
     A UTF-8 byte-order mark, which Windows editors write, is dropped. Text
-    that starts with a UTF-16 or UTF-32 byte-order mark raises ValueError
-    saying so, because Notepad's "Unicode" is UTF-16.
+    that starts with a UTF-16 or UTF-32 byte-order mark (the little-endian
+    UTF-32 mark starts with UTF-16's) raises ValueError saying so. Notepad's
+    "Unicode" is UTF-16.
     """
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
         raise ValueError("UTF-16 or UTF-32 text (it starts with a byte-order mark); save the file as UTF-8")
     try:
         return data.decode("utf-8")

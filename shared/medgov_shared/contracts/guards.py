@@ -66,7 +66,7 @@ def contains_rrn(text: str) -> bool:
         if not text.isascii():
             return RRN_PATTERN.search(text) is not None
     digits = _SIX_DIGITS.search(text)
-    # The look-behind of RRN_PATTERN still sees the characters before `digits`.
+    # Searching from `digits` keeps the text before it, which RRN_PATTERN's look-behind examines.
     return digits is not None and RRN_PATTERN.search(text, digits.start()) is not None
 
 
@@ -153,8 +153,7 @@ def _check_personal(value: Any, path: _Path, name: str, naive: bool) -> None:
         if isinstance(value, BaseModel):  # a payload built in Python nests models
             value = value.model_dump()
         elif naive and isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError(f"field '{_render(path)}' is a naive datetime; give a time zone (UTC expected)")
+            _require_zone(value, path)
             return
     if path is not None and name in RAW_IDENTIFIER_FIELDS and isinstance(value, (str, int, dict, list)):
         raise PersonalDataError(
@@ -188,8 +187,7 @@ def _check_naive(value: Any, path: _Path) -> None:
     if type(value) not in _JSON_TYPES and isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"field '{_render(path)}' is a naive datetime; give a time zone (UTC expected)")
+        _require_zone(value, path)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -197,6 +195,11 @@ def _check_naive(value: Any, path: _Path) -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _check_naive(item, (path, index))
+
+
+def _require_zone(value: datetime, path: _Path) -> None:
+    if value.tzinfo is None:
+        raise ValueError(f"field '{_render(path)}' is a naive datetime; give a time zone (UTC expected)")
 
 
 def _root(root: str) -> tuple[_Path, str]:
