@@ -181,8 +181,8 @@ _RRN_PIECES = st.lists(
 @given(text=_RRN_PIECES)
 @settings(max_examples=400, deadline=None)
 def test_contains_rrn_matches_pattern(text):
-    # contains_rrn looks for six ASCII digits first and starts the pattern there;
-    # the answer must be that of the pattern run over the whole normalized text.
+    # contains_rrn looks for six ASCII digits first and starts the pattern there.
+    # The result must equal the pattern's over the whole normalized text.
     comparable = unicodedata.normalize("NFKC", text).translate(ASCII_DIGITS)
 
     assert contains_rrn(text) == (len(text) >= 13 and RRN_PATTERN.search(comparable) is not None)

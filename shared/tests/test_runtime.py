@@ -432,7 +432,8 @@ async def test_stop_signal_drains_and_exits_zero(infra, toy_topic, toy_settings,
             process.kill()
     text = output.decode()
     assert process.returncode == 0, text[-3000:]
-    assert '"service exited"' in text and f'"signal": "{stop_signal}"' in text, text[-3000:]
+    assert '"service exited"' in text, text[-3000:]
+    assert f'"signal": "{stop_signal}"' in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
 
 
@@ -602,8 +603,10 @@ async def test_unrecorded_batch_forwards_trace(infra, toy_topic, echo_topic, toy
     for name in ("echo-t-untraced", "echo-t-malformed"):
         version, trace_id, span_id, flags = headers[name]["traceparent"].split("-")
         assert (version, flags) == ("00", "00")
-        assert len(trace_id) == 32 and trace_id not in (incoming.split("-")[1], "0" * 32)
-        assert len(span_id) == 16 and span_id != "0" * 16
+        assert len(trace_id) == 32
+        assert trace_id not in (incoming.split("-")[1], "0" * 32)
+        assert len(span_id) == 16
+        assert span_id != "0" * 16
     assert headers["echo-t-untraced"]["traceparent"] != headers["echo-t-malformed"]["traceparent"]
 
 
