@@ -59,13 +59,7 @@ def unrecorded_trace_headers(headers: Iterable[tuple[str, bytes | None]]) -> dic
     an unrecorded span would have. Starting, entering and leaving such a span
     for each record took about 20 microseconds, which this saves.
     """
-    carrier = {}
-    for key, value in headers:
-        if key in _TRACE_HEADERS and value is not None:
-            try:
-                carrier[key] = value.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
+    carrier = _trace_carrier(headers)
     if _TRACEPARENT.fullmatch(carrier.get("traceparent", "")):
         return carrier
     return {"traceparent": f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-00"}
@@ -91,6 +85,11 @@ def headers_of_span(span: trace.Span) -> dict[str, str]:
 
 def context_from_headers(headers: Iterable[tuple[str, bytes | None]] | dict[str, str]) -> context.Context:
     """Build a parent context from Kafka headers, ignoring values that are null or not UTF-8."""
+    return propagate.extract(_trace_carrier(headers))
+
+
+def _trace_carrier(headers: Iterable[tuple[str, bytes | None]] | dict[str, str]) -> dict[str, str]:
+    """Return the W3C trace headers among `headers` as text, leaving out values that are null or not UTF-8."""
     carrier: dict[str, str] = {}
     items = headers.items() if isinstance(headers, dict) else headers
     for key, value in items:
@@ -102,4 +101,4 @@ def context_from_headers(headers: Iterable[tuple[str, bytes | None]] | dict[str,
             except UnicodeDecodeError:
                 continue
         carrier[key] = value
-    return propagate.extract(carrier)
+    return carrier
