@@ -4,14 +4,16 @@ import copy
 import json
 import types
 import typing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from fhir_core import types as fhir_types
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from medgov_consent.domain import fhir_consent_model
 from medgov_consent.domain.errors import ConsentRejected
@@ -46,8 +48,18 @@ def _consent_samples() -> dict[str, dict[str, Any]]:
 SAMPLES = _consent_samples()
 
 
+# The narrower model's date types and the fhir_core types they replace.
+# test_dates_read_alike checks that each accepts only what its counterpart accepts.
+DATE_TYPES = {
+    fhir_consent_model.DateTimeType: fhir_types.DateTimeType,
+    fhir_consent_model.DateType: fhir_types.DateType,
+    fhir_consent_model.InstantType: fhir_types.InstantType,
+}
+
+
 def _shape(annotation: Any) -> Any:
     """A comparable description of a field type: optional, list, and the primitive type or the element's name."""
+    annotation = DATE_TYPES.get(annotation, annotation)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         (inner,) = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
@@ -190,6 +202,39 @@ def mutated_samples(draw: st.DrawFn) -> dict[str, Any]:
         else:
             parent[last] = copy.deepcopy(draw(st.sampled_from(ODD_VALUES)))
     return resource
+
+
+# Each precision, and texts that are near misses of one: impossible days,
+# a month 13, times without a zone or seconds, 24:00, a leap second, more
+# digits than a microsecond, zones beyond +14:00, a lower-case z.
+DATE_TEXTS = [
+    "2016", "2016-05", "2016-13", "2016-05-11", "2016-02-29", "2015-02-29", "2016-02-30", "2016-04-31", "0000", "0001",
+    "0001-01-01", "9999-12-31", "2016-5-11", "20160511", "2016-05-11T10:00:00Z", "2016-05-11T10:00:00.5+09:00",
+    "2016-05-11T10:00:00.123456789-03:30", "2016-05-11T10:00:00", "2016-05-11T10:00Z", "2016-05-11T24:00:00Z",
+    "2016-12-31T23:59:60Z", "2016-05-11T10:00:00+14:00", "2016-05-11T10:00:00+14:30", "2016-05-11T10:00:00z",
+    "2016-05-11 10:00:00Z", "2016-05-11T10:00:00+0900", " 2016", "2016\n", "",
+]
+DATE_TEXT_PATTERN = r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?"
+
+
+@pytest.mark.parametrize("text", ["2016", "2016-05", "2016-05-11", "2016-05-11T10:00:00+09:00"])
+def test_narrower_datetime_reads_each_precision(text: str) -> None:
+    # Without this, a narrower type that rejected everything would pass the test below.
+    assert TypeAdapter(fhir_consent_model.DateTimeType).validate_python(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.sampled_from(DATE_TEXTS), st.from_regex(DATE_TEXT_PATTERN, fullmatch=True)))
+def test_dates_read_alike(text: str) -> None:
+    for mine, theirs in DATE_TYPES.items():
+        try:
+            narrow = TypeAdapter(mine).validate_python(text)
+        except ValidationError:
+            continue  # the reader falls back to fhir.resources, which decides
+        full = TypeAdapter(theirs).validate_python(text)
+        assert (type(narrow), narrow) == (type(full), full), f"{text!r} as {theirs}"
+        if isinstance(narrow, datetime):
+            assert narrow.utcoffset() == full.utcoffset(), text
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
