@@ -37,6 +37,7 @@ MUST_REJECT = frozenset(
         "naive_event_time",
         "naive_payload_time",
         "foreign_source",
+        "foreign_region",
         "foreign_institution_id",
         "not_json",
         "not_an_object",
@@ -240,7 +241,7 @@ def _envelope_defect(draw: st.DrawFn, envelope: dict[str, Any], event_class: typ
     kind = draw(
         st.sampled_from(
             ["missing_envelope_field", "wrong_envelope_type", "naive_event_time", "unknown_type", "foreign_source",
-             "data_not_an_object", "odd_dataschema", "extension_attribute", "bad_specversion"]
+             "foreign_region", "data_not_an_object", "odd_dataschema", "extension_attribute", "bad_specversion"]
         )
     )
 
@@ -273,6 +274,12 @@ def _envelope_defect(draw: st.DrawFn, envelope: dict[str, Any], event_class: typ
             return Defect("none")
         envelope["source"] = draw(st.sampled_from([f"medgov/hospital/{OTHER_HOSPITAL}", "medgov/catalog", "medgov/hospital/"]))
         return Defect(kind, "source")
+
+    if kind == "foreign_region":
+        if event_class not in inbound.EVENTS:
+            return Defect("none")
+        envelope["region"] = draw(st.sampled_from(["daejeon", "gwangju"]))  # the hospital is in daegu
+        return Defect(kind, "region")
 
     if kind == "data_not_an_object":
         envelope["data"] = draw(st.one_of(JSON_SCALARS, st.lists(JSON_SCALARS, max_size=3)))

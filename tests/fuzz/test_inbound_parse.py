@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 
 from medgov_shared.contracts.guards import reject_personal_data
+from medgov_shared.contracts.institutions import get_institution
 from medgov_shared.contracts.registry import UnknownEventType, institution_of_inbound_topic, is_inbound_command, payload_class
 
 from .budget import CASES_RUN, examples_for, fuzz_settings
@@ -18,7 +19,7 @@ from .parsing import CONSUMER, consumer_record
 
 pytestmark = pytest.mark.fuzz
 
-DEAD_LETTER_REASONS = {"invalid_envelope", "institution_mismatch", "invalid_payload", "unknown_command"}
+DEAD_LETTER_REASONS = {"invalid_envelope", "institution_mismatch", "region_mismatch", "invalid_payload", "unknown_command"}
 
 
 def check_outcome(record: FuzzRecord) -> None:
@@ -50,6 +51,7 @@ def check_outcome(record: FuzzRecord) -> None:
     claimed = institution_of_inbound_topic(record.topic)
     if claimed is not None:
         assert envelope.source == f"medgov/hospital/{claimed}"
+        assert envelope.region == get_institution(claimed).region
         assert getattr(payload, "institution_id", None) == claimed
 
 
@@ -87,6 +89,7 @@ EXPECTED_REASON = {
     "missing_envelope_field": "invalid_envelope",
     "data_not_an_object": "invalid_envelope",
     "foreign_source": "institution_mismatch",
+    "foreign_region": "region_mismatch",
     "foreign_institution_id": "institution_mismatch",
 }
 

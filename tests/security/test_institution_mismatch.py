@@ -99,6 +99,20 @@ async def test_claimed_institution_must_match_topic(infra, settings_factory):
     assert dlq.REASON == "medgov-dlq-reason"
 
 
+async def test_region_must_match_hospital(infra, settings_factory):
+    marker = unique_name("region")
+    # knuh is a Daegu hospital, so an event it sends cannot come from Daejeon.
+    wrong_region = wrap(revocation("knuh").model_copy(update={"consent_id": marker}),
+                        source="medgov/hospital/knuh", region="daejeon")
+
+    reasons, applied = await dead_letters_of(settings_factory, [wrong_region])
+
+    assert marker not in applied
+    assert [row["reason"] for row in reasons] == ["region_mismatch"]
+    assert "event region 'daejeon' does not match topic 'medgov.inbound.knuh.v1'" in reasons[0]["error"]
+    assert "knuh is in region 'daegu'" in reasons[0]["error"]
+
+
 async def test_unknown_command_dead_lettered(infra, settings_factory):
     marker = unique_name("unknown")
     known = wrap(revocation("knuh").model_copy(update={"consent_id": marker}), source="medgov/hospital/knuh", region="daegu")

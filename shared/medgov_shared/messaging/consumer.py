@@ -44,6 +44,7 @@ from medgov_shared.clock import Clock
 from medgov_shared.contracts.base import EventPayload
 from medgov_shared.contracts.envelope import Envelope
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
+from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.contracts.registry import (
     INBOUND_COMMANDS,
     UnknownEventType,
@@ -723,6 +724,14 @@ class EventConsumer:
                 "institution_mismatch",
                 f"event source {envelope.source!r} does not match topic {record.topic!r}; "
                 f"expected 'medgov/hospital/{claimed}'",
+                1,
+            )
+        institution = all_institutions().get(claimed) if claimed is not None else None
+        if institution is not None and envelope.region != institution.region:
+            return envelope, None, DeadLetter(
+                "region_mismatch",
+                f"event region {envelope.region.value!r} does not match topic {record.topic!r}; "
+                f"{claimed} is in region {institution.region.value!r}",
                 1,
             )
         if claimed is not None and not is_inbound_command(envelope.type, envelope.schema_version):

@@ -170,7 +170,7 @@ async def test_extra_hospital_registers_in_its_region(infra, unregistered_topics
     command = clean_registration(topics.institution, dataset_id, describe)
 
     async with running(_service(catalog_settings(), topics)) as service:
-        await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}")
+        await topics.publish(topics.inbound, [command], source=f"medgov/hospital/{topics.institution}", region="gwangju")
         region = await wait_until(
             lambda: service.pool.fetchval("SELECT region FROM datasets WHERE dataset_id = $1", dataset_id),
             message="dataset of the extra hospital stored",
