@@ -118,10 +118,11 @@ class PersonalDataError(ValueError):
 # A path is rendered only for an error message, so the walk passes it as
 # linked (parent, segment) pairs instead of building a string per node. This
 # check runs on every field of every event, in and out.
-_Path = tuple[Any, str | int] | None
+LinkedPath = tuple[Any, str | int] | None
 
 
-def _render(path: _Path) -> str:
+def render_path(path: LinkedPath) -> str:
+    """Render a linked path as field names and list indexes: `a.b[0].c`."""
     segments: list[str | int] = []
     while path is not None:
         path, segment = path
@@ -147,7 +148,7 @@ def _name_of(key: Any) -> str:
 _JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
 
 
-def _check_personal(value: Any, path: _Path, name: str, naive: bool) -> None:
+def _check_personal(value: Any, path: LinkedPath, name: str, naive: bool) -> None:
     # With `naive` True the same walk also rejects datetimes without a time zone.
     if type(value) not in _JSON_TYPES:
         if isinstance(value, BaseModel):  # a payload built in Python nests models
@@ -157,14 +158,14 @@ def _check_personal(value: Any, path: _Path, name: str, naive: bool) -> None:
             return
     if path is not None and name in RAW_IDENTIFIER_FIELDS and isinstance(value, (str, int, dict, list)):
         raise PersonalDataError(
-            f"field '{_render(path)}' is a raw patient identifier; send the keyed pseudonym "
+            f"field '{render_path(path)}' is a raw patient identifier; send the keyed pseudonym "
             "in 'subject' instead"
         )
     if isinstance(value, str):
         # A keyed pseudonym's hex digest can contain 13 digits that look like an RRN.
         if len(value) >= _RRN_DIGITS and contains_rrn(value) and not is_pseudonym(value):
             raise PersonalDataError(
-                f"field '{_render(path)}' contains what looks like a Korean resident registration "
+                f"field '{render_path(path)}' contains what looks like a Korean resident registration "
                 "number; remove it before publishing"
             )
         return
@@ -174,7 +175,7 @@ def _check_personal(value: Any, path: _Path, name: str, naive: bool) -> None:
             if len(key_text) >= _RRN_DIGITS and contains_rrn(key_text) and not is_pseudonym(key_text):
                 # The message names the parent only, because the key itself is the number.
                 raise PersonalDataError(
-                    f"a field name in '{_render(path) or 'the payload'}' contains what looks like a Korean "
+                    f"a field name in '{render_path(path) or 'the payload'}' contains what looks like a Korean "
                     "resident registration number; remove it before publishing"
                 )
             _check_personal(item, (path, key_text), _name_of(key), naive)
@@ -183,7 +184,7 @@ def _check_personal(value: Any, path: _Path, name: str, naive: bool) -> None:
             _check_personal(item, (path, index), name, naive)  # a list item is named by the field that contains the list
 
 
-def _check_naive(value: Any, path: _Path) -> None:
+def _check_naive(value: Any, path: LinkedPath) -> None:
     if type(value) not in _JSON_TYPES and isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, datetime):
@@ -197,12 +198,12 @@ def _check_naive(value: Any, path: _Path) -> None:
             _check_naive(item, (path, index))
 
 
-def _require_zone(value: datetime, path: _Path) -> None:
+def _require_zone(value: datetime, path: LinkedPath) -> None:
     if value.tzinfo is None:
-        raise ValueError(f"field '{_render(path)}' is a naive datetime; give a time zone (UTC expected)")
+        raise ValueError(f"field '{render_path(path)}' is a naive datetime; give a time zone (UTC expected)")
 
 
-def _root(root: str) -> tuple[_Path, str]:
+def _root(root: str) -> tuple[LinkedPath, str]:
     return ((None, root), _name_of(root)) if root else (None, "")
 
 

@@ -25,6 +25,8 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from medgov_shared.fhir_json import find_number_for_time
+
 from medgov_catalog.domain.clinical_dates import clinical_date_bounds
 from medgov_catalog.domain.figures import DateRange, FileFigures, FileReading, subject_key
 from medgov_catalog.domain.files import FileLimits
@@ -217,11 +219,15 @@ def _validate_one(resource: Mapping[str, Any], name: str, location: str) -> None
 
     problems = _choice_type_problems(model, resource)
     try:
-        model.model_validate(resource)
+        validated = model.model_validate(resource)
     except ValidationError as error:
         problems += [_describe_error(item) for item in error.errors()]
     except (TypeError, ValueError) as error:
         problems.append(str(error))
+    else:
+        number = find_number_for_time(validated, resource)
+        if number is not None:
+            problems.append(f"{number.path}: {number.message}")
     if problems:
         listed = "; ".join(problems[:_MAX_REPORTED_ERRORS])
         more = f" (and {len(problems) - _MAX_REPORTED_ERRORS} more problems)" if len(problems) > _MAX_REPORTED_ERRORS else ""

@@ -166,3 +166,33 @@ def test_decimals_kept_exact(tmp_path, sample_data):
     reading = read_fhir_json(path, "corner.json", FileLimits())
 
     assert reading.figures.resource_counts == {"Observation": 1}
+
+
+@pytest.mark.parametrize(
+    ("element", "value", "path"),
+    [
+        ("effectiveDateTime", 1551402000, "effectiveDateTime"),
+        ("issued", 1551402000.5, "issued"),
+        ("valueTime", 3600, "valueTime"),
+        ("effectivePeriod", {"start": "2019-03-01", "end": 1551402000}, "effectivePeriod.end"),
+        ("effectiveTiming", {"event": ["2019-03-01", 1551402000]}, "effectiveTiming.event[1]"),
+    ],
+)
+def test_number_for_date_rejected(tmp_path, element, value, path):
+    # fhir.resources reads a number as Unix time, and nothing else would stop it reaching the figures.
+    observation = {key: item for key, item in OBSERVATION.items() if key != "effectiveDateTime"} | {element: value}
+
+    rejection = _rejected(read_fhir_ndjson, _write(tmp_path, "o.ndjson", _ndjson(observation)), "o.ndjson")
+
+    assert rejection.reason == RejectionReason.INVALID_FHIR_RESOURCE
+    assert "line 1: Observation (id 'o1') is invalid" in rejection.detail
+    assert f"{path}: a date or time is a string in FHIR JSON" in rejection.detail
+
+
+def test_integer_where_fhir_has_one_kept(tmp_path):
+    # A `start` is a dateTime in Period but an integer here.
+    sequence = {"resourceType": "MolecularSequence", "id": "m1", "coordinateSystem": 0, "variant": [{"start": 5, "end": 9}]}
+
+    reading = read_fhir_ndjson(_write(tmp_path, "m.ndjson", _ndjson(sequence)), "m.ndjson", FileLimits())
+
+    assert reading.figures.resource_counts == {"MolecularSequence": 1}

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from medgov_shared.contracts.guards import PersonalDataError, reject_personal_data
 from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.contracts.types import storable_instant
+from medgov_shared.fhir_json import find_number_for_time
 
 from medgov_consent.domain import duo, fhir_consent_model
 from medgov_consent.domain import fhir_codes as codes
@@ -126,7 +127,7 @@ def _validate(resource: Mapping[str, Any]) -> AnyConsent:
     except ValidationError:
         pass  # not covered by the narrower model, so fhir.resources decides and names the problem
     try:
-        return Consent.model_validate(dict(resource))
+        validated = Consent.model_validate(dict(resource))
     except (AttributeError, TypeError, KeyError) as error:
         # Some of fhir.resources' own validators fail this way on odd input, such as a string for `_status`.
         raise ConsentRejected(
@@ -145,6 +146,11 @@ def _validate(resource: Mapping[str, Any]) -> AnyConsent:
             f"invalid FHIR R4 Consent ({error.error_count()} errors), first: {problem}",
             path=location,
         ) from error
+    # The narrower model reads dates as strings only, so a number reaches fhir.resources, which takes it as Unix time.
+    number = find_number_for_time(validated, resource)
+    if number is not None:
+        raise ConsentRejected(RejectionReason.MALFORMED_FHIR, number.message, path=number.path)
+    return validated
 
 
 # A real Consent nests a few levels (the MII broad consent 8). fhir.resources
@@ -152,13 +158,10 @@ def _validate(resource: Mapping[str, Any]) -> AnyConsent:
 # deep document fails too, so deeper resources are rejected before either.
 MAX_NESTING = 64
 
-# Elements of types date, dateTime and instant that a Consent can contain.
-# FHIR JSON gives them as strings, but pydantic would read a number as Unix time.
-_DATE_KEYS = frozenset({"dateTime", "start", "end", "lastUpdated", "creation", "valueDate", "valueDateTime", "valueInstant"})
 
 
 def _check_raw_shape(resource: Mapping[str, Any]) -> None:
-    """Raise ConsentRejected for nesting deeper than MAX_NESTING or a number given for a date."""
+    """Raise ConsentRejected for nesting deeper than MAX_NESTING."""
     _check_raw_node(resource, ["Consent"], 1)
 
 
@@ -179,12 +182,6 @@ def _check_raw_node(value: Any, trail: list[str | int], depth: int) -> None:
         if type(item) is str:
             continue
         trail.append(segment)
-        if segment in _DATE_KEYS and isinstance(item, (int, float)):
-            raise ConsentRejected(
-                RejectionReason.MALFORMED_FHIR,
-                f"a date is a string in FHIR JSON, such as \"2026-11-02\", got the number {item!r}",
-                path=_trail_path(trail),
-            )
         _check_raw_node(item, trail, depth + 1)
         trail.pop()
 

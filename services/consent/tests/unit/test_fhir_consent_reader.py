@@ -424,8 +424,10 @@ def test_reader_rejects_dates_beyond_range(changes: dict[str, Any], path: str) -
 @pytest.mark.parametrize(
     ("resource", "path"),
     [
-        (consent({"period": {"start": 2016}}), "Consent.provision.period.start"),
-        (consent(None, dateTime=1700000000), "Consent.dateTime"),
+        (consent({"period": {"start": 2016}}), "provision.period.start"),
+        (consent(None, dateTime=1700000000), "dateTime"),
+        # valueTime is outside the narrower model, so fhir.resources reads this one.
+        (consent(None, extension=[{"url": "https://example.org/time-of-signing", "valueTime": 3600}]), "extension[0].valueTime"),
     ],
 )
 def test_reader_rejects_number_for_date(resource: dict[str, Any], path: str) -> None:
@@ -433,7 +435,7 @@ def test_reader_rejects_number_for_date(resource: dict[str, Any], path: str) -> 
 
     assert error.reason is RejectionReason.MALFORMED_FHIR
     assert error.path == path
-    assert "a date is a string" in error.message
+    assert "a date or time is a string" in error.message
 
 
 @pytest.mark.parametrize(
