@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from medgov_shared.contracts.events.consent import ConsentGranted, ConsentRevoked, ConsentScope
-from medgov_shared.contracts.institutions import get_institution
+from medgov_shared.contracts.institutions import all_institutions, get_institution
 from medgov_shared.messaging.context import HandlerContext
 from medgov_shared.observability.metrics import REVOCATION_FANOUT_SECONDS
 
@@ -122,6 +122,7 @@ async def record_consents(requests: Sequence[ConsentToRecord], acknowledge_withi
 
 
 def _record(before: ConsentHistory, request: ConsentToRecord) -> tuple[ConsentHistory, ConsentChange]:
+    _require_local_institution(request.context, request.institution_id)
     existing = before.consent(request.consent_id)
     if existing is not None and existing.institution_id != request.institution_id:
         raise ConsentRejected(
@@ -201,6 +202,10 @@ async def revoke_many(requests: Sequence[RevocationToRecord], acknowledge_within
     changes = []
     for request in requests:
         before = loaded[request.subject]
+        if before.consent(request.revocation.consent_id) is None:
+            # An opt-out, or a revocation parked until its consent arrives. Either one is
+            # kept under its sender, so the sender must be a hospital of this region.
+            _require_local_institution(request.context, request.revocation.institution_id)
         _require_recorder(before, request.revocation)
         changes.append((request, before, *before.record_revocation(request.revocation)))
     await histories.save_histories(connection, [(before, after) for _, before, after, _ in changes], now)
@@ -301,6 +306,18 @@ def _require_local_subject(context: HandlerContext, subject: str) -> None:
             f"{subject[:40]} is a pseudonym of region {region}; this installation serves {context.outbox.region}, "
             "so the patient's consent is recorded there",
             path="subject",
+        )
+
+
+def _require_local_institution(context: HandlerContext, institution_id: str) -> None:
+    """Reject a hospital of another region: it records its patients' consents at its own region's installation."""
+    institution = all_institutions().get(institution_id)
+    if institution is not None and institution.region.value != context.outbox.region:
+        raise ConsentRejected(
+            RejectionReason.INSTITUTION_OF_OTHER_REGION,
+            f"{institution_id} is a hospital of region {institution.region.value}; this installation serves "
+            f"{context.outbox.region}, so {institution_id} records consents at the {institution.region.value} installation",
+            path="institution_id",
         )
 
 

@@ -18,6 +18,7 @@ class RejectionReason(StrEnum):
     NO_USABLE_SCOPE = "no_usable_scope"
     CONSENT_ID_TAKEN = "consent_id_taken"
     OTHER_REGION = "subject_of_other_region"
+    INSTITUTION_OF_OTHER_REGION = "institution_of_other_region"
     PERSONAL_DATA = "personal_data"
 
 

@@ -145,7 +145,7 @@ async def test_public_page_suppresses_small_cells(service: Service, browser: Bro
         for _ in range(2):
             await client.post(
                 "/v1/me/consents",
-                json={"scope": {"kind": "all_research"}, "institution_id": "jnuh"},
+                json={"scope": {"kind": "all_research"}, "institution_id": "yumc"},
                 headers=bearer(jwt_secret, roles=["patient"], subject=new_subject()),
             )
     context = await browser.new_context()
@@ -162,7 +162,7 @@ async def test_public_page_suppresses_small_cells(service: Service, browser: Bro
 
     assert failed == []
     assert icon == 200
-    assert hospital == "전남대학교병원"
+    assert hospital == "영남대학교병원"
     assert latest == "비공개"
     assert explain is not None
     assert "5명 미만" in explain

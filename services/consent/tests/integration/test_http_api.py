@@ -149,6 +149,16 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
         taken = await client.post(
             "/v1/hospital/consents",
             json=upload("Consent-consent-example-basic.json"),
+            headers=bearer(jwt_secret, roles=["hospital"], institution="yumc"),
+        )
+        # cnuh is a Daejeon hospital, and this installation serves Daegu.
+        other_region_hospital = await client.post(
+            "/v1/hospital/consents",
+            json={**upload("Consent-consent-example-basic.json"), "consent_id": "cns-cnuh-0001"},
+            headers=bearer(jwt_secret, roles=["hospital"], institution="cnuh"),
+        )
+        other_region_opt_out = await client.post(
+            "/v1/hospital/revocations", json={"subject": subject, "consent_id": "cns-cnuh-0002"},
             headers=bearer(jwt_secret, roles=["hospital"], institution="cnuh"),
         )
         foreign_revocation = await client.post(
@@ -192,6 +202,10 @@ async def test_hospital_upload_errors(service: Service, jwt_secret: str, sample_
     assert accepted.json()["change"] == "recorded"
     assert taken.status_code == 422
     assert taken.json()["detail"]["code"] == "consent_id_taken"
+    for response in (other_region_hospital, other_region_opt_out):
+        assert response.status_code == 422
+        assert response.json()["detail"]["code"] == "institution_of_other_region"
+        assert "cnuh is a hospital of region daejeon; this installation serves daegu" in response.json()["detail"]["message"]
     assert foreign_revocation.status_code == 403
     assert foreign_revocation.json()["detail"]["code"] == "not_consent_recorder"
 
@@ -242,6 +256,9 @@ async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenari
         vendor_as_hospital = await client.post(
             "/v1/me/consents", json={"scope": {"kind": "all_research"}, "institution_id": "vendor-medvision"}, headers=patient
         )
+        other_region_hospital = await client.post(
+            "/v1/me/consents", json={"scope": {"kind": "all_research"}, "institution_id": "cnuh"}, headers=patient
+        )
         unknown_consent = await client.post("/v1/me/revocations", json={"consent_id": "cns-nope"}, headers=patient)
         opt_out_without_hospital = await client.post("/v1/me/revocations", json={}, headers=patient)
 
@@ -249,6 +266,8 @@ async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenari
     assert empty_purposes.json()["detail"]["code"] == "no_usable_scope"
     assert unknown_hospital.json()["detail"]["code"] == "unknown_institution"
     assert vendor_as_hospital.json()["detail"]["code"] == "unknown_institution"
+    assert other_region_hospital.status_code == 422
+    assert other_region_hospital.json()["detail"]["code"] == "institution_of_other_region"
     assert unknown_consent.status_code == 404
     assert unknown_consent.json()["detail"]["code"] == "unknown_consent"
     assert opt_out_without_hospital.status_code == 422
