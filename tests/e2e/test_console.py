@@ -43,7 +43,13 @@ def test_console_korean_first(page, tmp_path):
 
     assert page.locator("html").get_attribute("lang") == "ko"
     assert page.locator("#queue h2").inner_text() == "심의 대기열"
-    assert "app-demo-breach" in page.locator("#queue-body").inner_text()
+    queue = page.locator("#queue-body").inner_text()
+    assert "app-demo-breach" in queue
+    # States and institutions show in words, not as the codes and ids the services report.
+    assert "심의 중" in queue
+    assert "under_review" not in queue
+    assert "vendor-medvision" not in queue
+    assert page.title() == "medgov 거버넌스 콘솔"
     _save(page, "console-ko.png", tmp_path)
 
 
@@ -57,7 +63,9 @@ def test_console_fund_and_flags(page):
     assert "성과 기반 지원" in fund
     assert page.locator("#fund-body svg rect").count() >= 1
     assert "ds-dsmc-dicom-fileset" in flags
-    assert "high" in flags
+    assert "높음" in flags
+    assert "계명대학교 동산병원" in flags
+    assert "가명 데이터셋에 직접 식별자" in flags
 
 
 def test_console_service_status(page):
@@ -67,7 +75,7 @@ def test_console_service_status(page):
     assert page.locator("#services h2").inner_text() == "서비스 상태"
     for service in ("review", "catalog", "consent", "grants"):
         assert service in status
-    assert "running" in status
+    assert "실행 중" in status
     assert "재시작 횟수" in status
 
 
@@ -78,6 +86,8 @@ def test_console_search(page):
 
     results = page.locator("#search-results").inner_text()
     assert "ds-knuh-immunization" in results
+    assert "경북대학교병원" in results
+    assert "대구" in results
     assert "ds-dsmc-dicom-fileset" not in results
 
 
@@ -88,5 +98,7 @@ def test_console_english_switch(page, tmp_path):
 
     assert page.locator("html").get_attribute("lang") == "en"
     assert "Cataloging subsidies" in page.locator("#fund-body").inner_text()
+    assert "Under review" in page.locator("#queue-body").inner_text()
+    assert page.title() == "medgov governance console"
     _save(page, "console-en.png", tmp_path)
     page.click("#lang-switch")

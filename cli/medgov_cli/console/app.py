@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.web.auth import issue_token
 
 STATIC = Path(__file__).with_name("static")
@@ -133,6 +134,13 @@ def create_console(urls: dict[str, str], jwt_secret: str,
             }
             for item in items
         ]}
+
+    @app.get("/api/institutions")
+    async def institutions() -> dict:
+        # The page shows names where the services report ids.
+        return {"institutions": {
+            item.id: {"name_ko": item.name_ko, "name_en": item.name_en} for item in all_institutions().values()
+        }}
 
     @app.get("/api/search")
     async def search(q: str = Query(default="", max_length=200)) -> dict:

@@ -20,6 +20,18 @@ const TEXT = {
     services: "서비스 상태", service: "서비스", ready: "준비", process: "프로세스", restarts: "재시작 횟수",
     lastExit: "마지막 종료 코드", yes: "예", no: "아니요",
     pools: { cataloging: "데이터 목록화 지원", anonymization_tools: "가명·익명처리 도구 지원", milestones: "성과 기반 지원" },
+    codes: {
+      awaiting_revision: "보완 요청", under_review: "심의 중", approved: "승인", rejected: "반려",
+      high: "높음", medium: "중간", low: "낮음", open: "미해결", cleared: "해소",
+      direct_identifier_in_pseudonymized_dataset: "가명 데이터셋에 직접 식별자",
+      direct_identifier_in_consent_dataset: "동의 기반 데이터셋에 직접 식별자",
+      direct_identifier_in_anonymous_dataset: "익명 데이터셋에 직접 식별자",
+      quasi_identifier_in_anonymous_dataset: "익명 데이터셋에 준식별자",
+      reidentification_link_in_anonymous_dataset: "익명 데이터셋에 재식별 연결 정보",
+      starting: "시작 중", running: "실행 중", restarting: "재시작 중", failed: "실패", stopped: "중지됨",
+      consent: "동의", pseudonymized_research: "가명정보 연구", anonymous: "익명정보",
+      daegu: "대구", daejeon: "대전", gwangju: "광주",
+    },
   },
   en: {
     title: "medgov governance console",
@@ -38,6 +50,18 @@ const TEXT = {
     services: "Service status", service: "Service", ready: "Ready", process: "Process", restarts: "Restarts",
     lastExit: "Last exit code", yes: "yes", no: "no",
     pools: { cataloging: "Cataloging subsidies", anonymization_tools: "Anonymization tools", milestones: "Milestone grants" },
+    codes: {
+      awaiting_revision: "Awaiting revision", under_review: "Under review", approved: "Approved", rejected: "Rejected",
+      high: "High", medium: "Medium", low: "Low", open: "Open", cleared: "Cleared",
+      direct_identifier_in_pseudonymized_dataset: "Direct identifier in a pseudonymized dataset",
+      direct_identifier_in_consent_dataset: "Direct identifier in a consent-based dataset",
+      direct_identifier_in_anonymous_dataset: "Direct identifier in an anonymous dataset",
+      quasi_identifier_in_anonymous_dataset: "Quasi-identifier in an anonymous dataset",
+      reidentification_link_in_anonymous_dataset: "Re-identification link in an anonymous dataset",
+      starting: "Starting", running: "Running", restarting: "Restarting", failed: "Failed", stopped: "Stopped",
+      consent: "Consent", pseudonymized_research: "Pseudonymized research", anonymous: "Anonymous",
+      daegu: "Daegu", daejeon: "Daejeon", gwangju: "Gwangju",
+    },
   },
 };
 
@@ -46,6 +70,27 @@ let lang = localStorage.getItem("medgov-lang") || "ko";
 function t(key) { return TEXT[lang][key] ?? key; }
 
 function won(value) { return new Intl.NumberFormat(lang === "ko" ? "ko-KR" : "en-US").format(value); }
+
+function days(value) {
+  return new Intl.NumberFormat(lang === "ko" ? "ko-KR" : "en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(value);
+}
+
+// A code the services report, shown in words with the code itself as its tooltip. An unknown code is shown as it is.
+function code(value) {
+  const label = TEXT[lang].codes[value];
+  return label ? el("span", { title: value }, label) : (value ?? "");
+}
+
+// Institution names by id, from /api/institutions. An id is shown as it is until they load, or when it is unknown.
+let institutionNames = {};
+
+function institutionName(id) {
+  const names = institutionNames[id];
+  if (!names) return id ?? "";
+  return lang === "ko" ? names.name_ko : names.name_en;
+}
+
+function institution(id) { return el("span", { title: id ?? "" }, institutionName(id)); }
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -71,7 +116,7 @@ function failure(panel, error) {
 
 function barChart(items) {
   // Inline SVG so the page needs no chart library from a CDN.
-  const width = 520, barHeight = 22, gap = 8, labelWidth = 170;
+  const width = 540, barHeight = 22, gap = 8, labelWidth = 230;
   const max = Math.max(1, ...items.map((item) => item.value));
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("width", width);
@@ -81,7 +126,12 @@ function barChart(items) {
     const y = gap + index * (barHeight + gap);
     const length = Math.round(((width - labelWidth - 110) * item.value) / max);
     const label = document.createElementNS(svg.namespaceURI, "text");
-    label.setAttribute("x", 0); label.setAttribute("y", y + 16); label.textContent = item.label;
+    label.setAttribute("x", 0); label.setAttribute("y", y + 16);
+    // English names run long: a cut one ends in an ellipsis and shows in full as a tooltip.
+    label.textContent = item.label.length > 34 ? `${item.label.slice(0, 33)}…` : item.label;
+    const tooltip = document.createElementNS(svg.namespaceURI, "title");
+    tooltip.textContent = item.label;
+    label.append(tooltip);
     const bar = document.createElementNS(svg.namespaceURI, "rect");
     bar.setAttribute("x", labelWidth); bar.setAttribute("y", y); bar.setAttribute("width", Math.max(length, 1));
     bar.setAttribute("height", barHeight); bar.setAttribute("class", "bar");
@@ -99,8 +149,8 @@ async function renderQueue() {
     if (!data.items.length) { panel.replaceChildren(el("p", {}, t("queueEmpty"))); return; }
     panel.replaceChildren(table(
       [t("application"), t("applicant"), t("state"), t("daysUsed"), t("daysLeft"), t("escalation")],
-      data.items.map((item) => [item.application_id, item.applicant_institution, item.state,
-        item.days_used, item.days_left, item.escalated ? t("escalated") : t("none")]),
+      data.items.map((item) => [item.application_id, institution(item.applicant_institution), code(item.state),
+        days(item.days_used), days(item.days_left), item.escalated ? t("escalated") : t("none")]),
     ));
   } catch (error) { failure(panel, error); }
 }
@@ -113,7 +163,7 @@ async function renderFund() {
     panel.replaceChildren(
       table([t("pool"), t("balance"), t("disbursed")], pools),
       el("h3", {}, t("byInstitution")),
-      barChart(data.institutions.map((item) => ({ label: item.institution_id, value: item.disbursed_krw }))),
+      barChart(data.institutions.map((item) => ({ label: institutionName(item.institution_id), value: item.disbursed_krw }))),
     );
   } catch (error) { failure(panel, error); }
 }
@@ -125,7 +175,8 @@ async function renderFlags() {
     if (!data.items.length) { panel.replaceChildren(el("p", {}, t("flagsEmpty"))); return; }
     panel.replaceChildren(table(
       [t("institution"), t("severity"), t("rule"), t("dataset"), t("status")],
-      data.items.map((item) => [item.institution_id, item.severity, item.rule, item.dataset_id ?? "", item.status]),
+      data.items.map((item) => [institution(item.institution_id), code(item.severity), code(item.rule), item.dataset_id ?? "",
+        code(item.status)]),
     ));
   } catch (error) { failure(panel, error); }
 }
@@ -137,7 +188,7 @@ async function renderServices() {
     panel.replaceChildren(table(
       [t("service"), t("ready"), t("process"), t("restarts"), t("lastExit")],
       Object.entries(data.services).map(([name, item]) => [name, item.ready ? t("yes") : t("no"),
-        item.status ?? t("none"), item.restarts ?? t("none"), item.last_exit_code ?? t("none")]),
+        item.status ? code(item.status) : t("none"), item.restarts ?? t("none"), item.last_exit_code ?? t("none")]),
     ));
   } catch (error) { failure(panel, error); }
 }
@@ -148,13 +199,15 @@ async function renderSearch(query = "") {
     const data = await load(`/api/search?q=${encodeURIComponent(query)}`);
     panel.replaceChildren(table(
       [t("dataset"), t("title_"), t("institution"), t("region"), t("legalBasis"), t("completeness")],
-      data.items.map((item) => [item.dataset_id, item.title, item.institution_id, item.region, item.legal_basis, item.completeness_score]),
+      data.items.map((item) => [item.dataset_id, item.title, institution(item.institution_id), code(item.region),
+        code(item.legal_basis), item.completeness_score]),
     ));
   } catch (error) { failure(panel, error); }
 }
 
 function applyLanguage() {
   document.documentElement.lang = lang;
+  document.title = t("title");
   for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
   document.getElementById("search-input").placeholder = t("searchPlaceholder");
   document.getElementById("lang-switch").textContent = t("switchLabel");
@@ -163,6 +216,14 @@ function applyLanguage() {
 function renderAll() {
   applyLanguage();
   renderQueue(); renderFund(); renderFlags(); renderServices(); renderSearch(document.getElementById("search-input").value);
+}
+
+async function loadInstitutions() {
+  try {
+    institutionNames = (await load("/api/institutions")).institutions;
+  } catch (error) {
+    console.warn("institution names not loaded; the page shows ids", error);
+  }
 }
 
 document.getElementById("lang-switch").addEventListener("click", () => {
@@ -174,5 +235,5 @@ document.getElementById("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   renderSearch(document.getElementById("search-input").value);
 });
-renderAll();
+loadInstitutions().then(renderAll);
 setInterval(() => { renderQueue(); renderFund(); renderFlags(); renderServices(); }, 5000);

@@ -161,6 +161,9 @@ function t(key, values) {
 
 function applyTexts() {
   document.documentElement.lang = currentLanguage();
+  // The page names its title's message key on <html data-title>.
+  const titleKey = document.documentElement.dataset.title;
+  if (titleKey) document.title = `${t(titleKey)} · medgov`;
   for (const element of document.querySelectorAll("[data-i18n]")) {
     element.textContent = t(element.dataset.i18n);
   }

@@ -72,11 +72,13 @@ async def test_patient_dashboard(
 
     page = await open_dashboard(browser, base_url, token_of(patient), outside)
     korean_title = await page.text_content("h1")
+    korean_page_title = await page.title()
     holder = await page.text_content("#datasets tbody tr td:nth-child(2)")
     status_before = await page.text_content("#projects tbody tr td.status")
     content = await page.content()
     await page.click("#language")
     english_title = await page.text_content("h1")
+    english_page_title = await page.title()
     status_in_english = await page.text_content("#projects tbody tr td.status")
     await page.click("#revoke-button")
     await page.click("#revoke-confirm")
@@ -86,6 +88,7 @@ async def test_patient_dashboard(
     url_after_signin = page.url
 
     assert korean_title == "내 의료데이터 이용 현황"
+    assert korean_page_title == "내 의료데이터 이용 현황 · medgov"
     assert holder == "경북대학교병원"
     assert status_before == "이용 중"
     assert f'data-dataset-id="{mine.dataset_id}"' in content
@@ -94,6 +97,7 @@ async def test_patient_dashboard(
     assert theirs.grant_id not in content
     assert mine.subjects[1] not in content
     assert english_title == "Where my health data was used"
+    assert english_page_title == "Where my health data was used · medgov"
     assert status_in_english == "in use"
     assert result == "Revoked. 1 exclusion requests were sent."
     assert "token=" not in url_after_signin
