@@ -261,6 +261,11 @@ def _line_command(publisher: HospitalPublisher, line: str):
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
 
 
+
+# Roles whose every route acts for the token's institution: a hospital's
+# uploads and consents, an applicant's applications.
+ROLES_OF_AN_INSTITUTION = frozenset({"hospital", "applicant"})
+
 @app.command("token")
 def token(
     subject_id: Annotated[str, typer.Option("--sub", help="Caller id.")],
@@ -284,12 +289,18 @@ def token(
     unknown = sorted(set(role) - ROLES)
     if unknown:
         # The services reject a token with any unknown role, so signing one would only defer the error.
-        fail(f"unknown role {', '.join(unknown)}; known roles: {', '.join(sorted(ROLES))}")
+        raise typer.BadParameter(f"unknown role {', '.join(unknown)}; known roles: {', '.join(sorted(ROLES))}", param_hint="'--role'")
     # The services reject these too, each on the first request that needs the claim.
     if "patient" in role and not (patient_subject and is_pseudonym(patient_subject)):
         raise typer.BadParameter(
             "a token with the role patient needs the patient's keyed pseudonym, such as daegu.k1.<64 hex digits>",
             param_hint="'--patient-subject'",
+        )
+    acting_for_institution = sorted(set(role) & ROLES_OF_AN_INSTITUTION)
+    if acting_for_institution and institution is None:
+        raise typer.BadParameter(
+            f"a token with the role {', '.join(acting_for_institution)} needs the caller's institution id, such as knuh",
+            param_hint="'--institution'",
         )
     if institution is not None and institution not in all_institutions():
         raise typer.BadParameter(
