@@ -15,7 +15,7 @@ from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
 from medgov_cli.output import report_console, result_console
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
-from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, read_bytes
+from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, parse_json, read_bytes
 from medgov_shared.contracts.events.inbound import RecordConsent
 from medgov_shared.contracts.types import LegalBasis
 
@@ -135,9 +135,9 @@ def publish_consent(
             if not text.strip():
                 raise Rejected("empty file, expected a FHIR Consent resource")
             try:
-                resource = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise Rejected(f"not JSON ({error.msg} at line {error.lineno})") from None
+                resource = parse_json(text)
+            except ValueError as error:
+                raise Rejected(str(error)) from None
             return publisher.consent_command(resource)
 
         return build
@@ -239,9 +239,9 @@ def publish_commands(
 
 def _line_command(publisher: HospitalPublisher, line: str):
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise Rejected(f"not JSON ({error.msg})") from None
+        record = parse_json(line)
+    except ValueError as error:
+        raise Rejected(str(error)) from None
     if not isinstance(record, dict) or "data" not in record:
         raise Rejected("expected an object with 'type' and 'data'")
     if not isinstance(record["data"], dict):

@@ -7,6 +7,7 @@ Every problem with a file raises ValueError whose message starts with the path.
 
 import codecs
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,21 @@ def json_type_name(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
              float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+
+
+def parse_json(text: str) -> Any:
+    """Parse JSON text; raise ValueError starting with "not JSON" and naming the problem and its place."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        # Some of json's messages end in "at" because it appends the place itself.
+        problem = error.msg.removesuffix(" at")
+        raise ValueError(f"not JSON ({problem} at line {error.lineno} column {error.colno})") from None
+    except ValueError as error:
+        if "integer string conversion" not in str(error):
+            raise
+        # Python refuses integers of more than 4,300 digits by default (sys.get_int_max_str_digits).
+        raise ValueError(f"not JSON this reader takes (a number with more than {sys.get_int_max_str_digits():,} digits)") from None
 
 
 def decode_utf8(data: bytes) -> str:
@@ -134,9 +150,9 @@ def _ndjson_patients(path: Path) -> set[str]:
     resources = 0
     for number, line in ndjson_lines(path):
         try:
-            resource = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
+            resource = parse_json(line)
+        except ValueError as error:
+            raise ValueError(f"{path}: line {number}: {error}") from None
         if not isinstance(resource, dict):
             raise ValueError(f"{path}: line {number} is {json_type_name(resource)}, expected a FHIR resource object")
         found |= set(_fhir_patients(resource))
@@ -151,9 +167,9 @@ def _json_patients(path: Path) -> set[str]:
     if not text.strip():
         raise ValueError(f"{path}: empty file, expected a FHIR resource")
     try:
-        resource = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
+        resource = parse_json(text)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     if not isinstance(resource, dict):
         raise ValueError(f"{path}: the file contains {json_type_name(resource)}, expected a FHIR resource object")
     return set(_fhir_patients(resource))

@@ -395,3 +395,22 @@ def test_replay_of_non_dlq_topic_rejected(environment):
     result = invoke(["dlq", "replay", "medgov.review.v1"], environment)
 
     assert_clean_failure(result, "'medgov.review.v1' is not a dead-letter topic")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # json's own message here ends in "at", before the place it appends.
+        (b'{"resourceType": "Consent",\n "status": "act\x01ive"}', "not JSON (Invalid control character at line 2 column 16)"),
+        (b'{"resourceType": "Consent", "n": ' + b"7" * 5000 + b"}", "not JSON this reader takes (a number with more than 4,300 digits)"),
+    ],
+)
+def test_consent_file_json_problem_named(tmp_path, environment, content, expected):
+    path = tmp_path / "odd.json"
+    path.write_bytes(content)
+
+    result = invoke(["publish", "consent", "-i", "knuh", str(path)], {**environment, "COLUMNS": "200"})
+
+    assert_clean_failure(result, f"rejected odd.json: {expected}")
+    assert "at at" not in result.output
+    assert "set_int_max_str_digits" not in result.output
