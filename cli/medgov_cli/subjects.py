@@ -17,6 +17,8 @@ from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from medgov_shared.utf8 import utf8_problem
+
 UNDEFINED_LENGTH = 0xFFFFFFFF
 # The catalog's default limits (max_json_document_bytes, max_ndjson_line_bytes):
 # a file the catalog would refuse is refused here before it is read into memory.
@@ -88,16 +90,10 @@ def decode_utf8(data: bytes) -> str:
     UTF-32 mark starts with UTF-16's) raises ValueError saying so. Notepad's
     "Unicode" is UTF-16.
     """
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
-        raise ValueError("UTF-16 or UTF-32 text (it starts with a byte-order mark); save the file as UTF-8")
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"not UTF-8 text (invalid byte 0x{error.object[error.start]:02x} at offset {error.start})"
-        ) from None
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{utf8_problem(data)}; save the file as UTF-8") from None
 
 
 def read_bytes(path: Path, limit: int = MAX_JSON_DOCUMENT_BYTES) -> bytes:

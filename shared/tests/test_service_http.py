@@ -108,8 +108,9 @@ async def test_streamed_route_not_limited(client):
         (b'{"text": "a", "weight": -Infinity}', "no digit after sign"),
         (b'{"text": "\\ud800"}', "surrogate"),
         (b'{"text": "\\udc00"}', "surrogate"),
-        (b'{"text": "\xed\xa0\x80"}', "not valid UTF-8 (byte 0xed at offset 10)"),
-        (b'{"subject": "\xff"}', "not valid UTF-8 (byte 0xff at offset 13); send JSON as UTF-8"),
+        (b'{"text": "\xed\xa0\x80"}', "not UTF-8 text (invalid byte 0xed at offset 10)"),
+        (b'{"subject": "\xff"}', "not UTF-8 text (invalid byte 0xff at offset 13); send JSON as UTF-8"),
+        ("\ufeff{}".encode("utf-16-le"), "UTF-16 or UTF-32 text (it starts with a byte-order mark); send JSON as UTF-8"),
     ],
 )
 async def test_non_standard_json_422(body, reason, client, operator):

@@ -110,3 +110,19 @@ def test_parse_names_the_forbidden_defect(record: FuzzRecord) -> None:
     assert letter is not None, f"record with defect {defect} was not dead-lettered"
     assert letter.reason == EXPECTED_REASON[defect], letter
     assert target in letter.error, f"error {letter.error!r} does not name the field {target!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b'{"specversion": "1.0", "id": "\xff"}', "not UTF-8 text (invalid byte 0xff at offset 30); send JSON as UTF-8"),
+        ('\ufeff{"specversion": "1.0"}'.encode("utf-16-le"), "UTF-16 or UTF-32 text (it starts with a byte-order mark); send JSON as UTF-8"),
+    ],
+)
+def test_record_not_utf8_named(value: bytes, expected: str) -> None:
+    _, payload, letter = CONSUMER._parse(consumer_record(FuzzRecord("medgov.inbound.knuh.v1", value)))
+
+    assert payload is None
+    assert letter is not None
+    assert letter.reason == "invalid_envelope"
+    assert letter.error == f"not a valid CloudEvent: {expected}"

@@ -70,6 +70,7 @@ from medgov_shared.observability.tracing import (
     unrecorded_trace_headers,
 )
 from medgov_shared.settings import ServiceSettings
+from medgov_shared.utf8 import utf8_problem
 
 Handler = Callable[[HandlerContext, EventPayload], Awaitable[None]]
 
@@ -703,6 +704,10 @@ class EventConsumer:
         try:
             envelope = Envelope.from_json(record.value)
         except ValidationError as error:
+            problem = utf8_problem(record.value)
+            if problem is not None:
+                # pydantic names a code point and a column here, not the byte that is wrong.
+                return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {problem}; send JSON as UTF-8", 1)
             return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {describe_validation_error(error)}", 1)
         except ValueError as error:
             return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {error}", 1)

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message as AsgiMessage, Receive, Scope, Send
 
+from medgov_shared.utf8 import utf8_problem
 from medgov_shared.web.auth import current_principal
 
 # The standard json module that FastAPI parses with, and FastAPI's error
@@ -170,12 +171,10 @@ def _body_problem(content_type: str | None, body: bytes) -> HTTPException | None
                              f"unsupported content type {content_type!r}; send the body as application/json")
     try:
         body.decode("utf-8")
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError:
         # orjson's own message for this names a surrogate and line 1, column 1, wherever the byte is.
-        return HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"invalid JSON body: not valid UTF-8 (byte 0x{body[error.start]:02x} at offset {error.start}); send JSON as UTF-8",
-        )
+        problem = utf8_problem(body)
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid JSON body: {problem}; send JSON as UTF-8")
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
