@@ -360,7 +360,9 @@ def subscribe(
 @app.command("demo")
 def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave services and dashboards running until Ctrl-C.")] = False,
-    summary: Annotated[Path, typer.Option(help="Where to write the JSON summary.")] = Path("var/demo-summary.json"),
+    summary: Annotated[
+        Path | None, typer.Option(help="Where to write the JSON summary; default demo-summary.json in var/ or MEDGOV_LOCAL_VAR_DIR.")
+    ] = None,
     port: ConsolePort = DEFAULT_CONSOLE_PORT,
 ) -> None:
     """Play the regional scenario on the real sample data."""

@@ -36,7 +36,7 @@ from medgov_cli.demo.events import (
     ensure_all_topics,
 )
 from medgov_cli.demo.progress import StepProgress, step_progress
-from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT, MAX_RESTARTS, SERVICES, Stack, service_ports
+from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT, MAX_RESTARTS, SERVICES, Stack, local_state_dir, service_ports
 from medgov_cli.publisher import HospitalPublisher
 from medgov_cli.settings import KafkaClientSettings, PublisherSettings
 from medgov_cli.subjects import local_patient_ids
@@ -91,7 +91,7 @@ def ports_in_use(console_port: int = DEFAULT_CONSOLE_PORT) -> list[int]:
     return taken
 
 
-def run_demo(*, keep_running: bool, summary_path: Path, console_port: int = DEFAULT_CONSOLE_PORT) -> int:
+def run_demo(*, keep_running: bool, summary_path: Path | None, console_port: int = DEFAULT_CONSOLE_PORT) -> int:
     # Checked before anything is created or dropped: a second scenario run
     # beside a running one must leave the running one's databases alone.
     busy_ports = ports_in_use(console_port)
@@ -103,6 +103,7 @@ def run_demo(*, keep_running: bool, summary_path: Path, console_port: int = DEFA
         )
         return 1
     try:
+        summary_path = summary_path or local_state_dir(Path.cwd()) / "demo-summary.json"
         return asyncio.run(_run(keep_running=keep_running, summary_path=summary_path, console_port=console_port))
     except KeyboardInterrupt:
         # asyncio.run cancelled the scenario on Ctrl-C; its cleanup stopped the services.
@@ -110,7 +111,7 @@ def run_demo(*, keep_running: bool, summary_path: Path, console_port: int = DEFA
         return 130
     except (ScenarioError, TimeoutError) as error:
         console.print(f"[red]scenario failed: {error}[/red]")
-        console.print("service logs: var/log/review.log, catalog.log, consent.log, grants.log")
+        console.print(f"service logs: {local_state_dir(Path.cwd()) / 'log'}/review.log, catalog.log, consent.log, grants.log")
         return 1
 
 
@@ -119,7 +120,7 @@ def _staging_copy(sample_data: Path, staging: Path) -> Path:
 
     The catalog writes hospitals' uploads into its staging root, and the
     sample folder beside the checkout is shared read-only material, so the
-    demo's catalog works on a copy under var/ (2.6 MB).
+    demo's catalog works on a copy in the local state folder (2.6 MB).
     """
     shutil.copytree(sample_data, staging, dirs_exist_ok=True)
     return staging
@@ -131,7 +132,7 @@ async def _run(*, keep_running: bool, summary_path: Path, console_port: int) -> 
     kafka = KafkaClientSettings()
     options = kafka.client_options()
     stack = Stack(root=root, sample_data=sample_data, console_port=console_port)
-    staging = _staging_copy(sample_data, root / "var" / "demo" / "staging")
+    staging = _staging_copy(sample_data, local_state_dir(root) / "demo" / "staging")
     stack.extra_env = {
         "catalog": {"MEDGOV_CATALOG_STAGING_ROOT": str(staging), "MEDGOV_CATALOG_STAGING_PER_INSTITUTION": "false"},
         "review": {"MEDGOV_REVIEW_CLOCK_ACCELERATION": str(CLOCK_ACCELERATION)},

@@ -53,6 +53,12 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def local_state_dir(root: Path) -> Path:
+    """Return the folder of local state: MEDGOV_LOCAL_VAR_DIR when set, as the launcher reads it, or else var/ in the checkout."""
+    configured = os.environ.get("MEDGOV_LOCAL_VAR_DIR")
+    return Path(configured).resolve() if configured else root / "var"
+
+
 @dataclass
 class Stack:
     """The running services of one scenario and the secrets they share."""
@@ -128,7 +134,7 @@ class Stack:
             await connection.close()
 
     def log_path(self, service: str) -> Path:
-        return self.root / "var" / "log" / f"{service}.log"
+        return local_state_dir(self.root) / "log" / f"{service}.log"
 
     def start(self) -> None:
         for service in SERVICES:
