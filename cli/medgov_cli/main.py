@@ -259,12 +259,10 @@ def _line_command(publisher: HospitalPublisher, line: str):
 
 
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
-
-
-
 # Roles whose every route acts for the token's institution: a hospital's
 # uploads and consents, an applicant's applications.
 ROLES_OF_AN_INSTITUTION = frozenset({"hospital", "applicant"})
+
 
 @app.command("token")
 def token(

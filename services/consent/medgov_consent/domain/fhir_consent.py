@@ -159,7 +159,6 @@ def _validate(resource: Mapping[str, Any]) -> AnyConsent:
 MAX_NESTING = 64
 
 
-
 def _check_raw_shape(resource: Mapping[str, Any]) -> None:
     """Raise ConsentRejected for nesting deeper than MAX_NESTING."""
     _check_raw_node(resource, ["Consent"], 1)
