@@ -8,7 +8,8 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
 PYTHON := .venv/bin/python
 LAUNCHER := python3 deploy/local/launcher.py
-WITH_ENV := set -a && . var/local.env && set +a &&
+# The launcher writes local.env into its state folder, var/ unless MEDGOV_LOCAL_VAR_DIR moves it.
+WITH_ENV := set -a && . "$${MEDGOV_LOCAL_VAR_DIR:-var}/local.env" && set +a &&
 
 .PHONY: help install up down status run demo test test-timesensitive bench chaos k8s-validate docs check-docs clean
 
