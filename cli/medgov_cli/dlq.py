@@ -87,8 +87,11 @@ async def replay(topic: str, reason: str | None) -> tuple[int, int]:
     Every consumer group that cannot apply a record dead-letters its own copy,
     so a bad record on an inbound topic, which review, catalog and consent all
     read, has a dead letter from each of them. Only the first dead letter of
-    each original topic, partition and offset is sent. Consumer groups that
-    already applied the event skip the replayed record by its event id.
+    each original topic, partition and offset is sent. A replayed record
+    names its first origin in a header, so that when it fails again, its new
+    dead letters count as copies of the first ones and a later replay sends
+    it once, not once per earlier replay. Consumer groups that already
+    applied the event skip the replayed record by its event id.
     """
     # The original topic of a record without the header is the name without '.dlq', which
     # for a service topic is the topic itself: every event would be published a second time.
@@ -103,23 +106,25 @@ async def replay(topic: str, reason: str | None) -> tuple[int, int]:
     await producer.start()
     replayed = 0
     duplicates = 0
-    sent_origins: set[tuple[str, str, str]] = set()
+    sent_origins: set[str] = set()
     try:
         for record, headers in letters:
             if reason and headers.get(dlq.REASON) != reason:
                 continue
             original = headers.get(dlq.ORIGINAL_TOPIC) or topic.removesuffix(".dlq")
             partition, offset = headers.get(dlq.ORIGINAL_PARTITION), headers.get(dlq.ORIGINAL_OFFSET)
+            first_origin = headers.get(dlq.REPLAY_OF) or (f"{original}:{partition}:{offset}" if partition and offset else None)
             # A dead letter without its original partition and offset cannot be
             # matched with its copies, so it is sent every time.
-            if partition and offset:
-                origin = (original, partition, offset)
-                if origin in sent_origins:
+            if first_origin is not None:
+                if first_origin in sent_origins:
                     duplicates += 1
                     continue
-                sent_origins.add(origin)
-            kept = [(k, v) for k, v in record.headers if not k.startswith("medgov-dlq-")]
-            await producer.send_and_wait(original, value=record.value, key=record.key, headers=kept)
+                sent_origins.add(first_origin)
+            forwarded = [(k, v) for k, v in record.headers if not k.startswith("medgov-dlq-") and k != dlq.REPLAY_OF]
+            if first_origin is not None:
+                forwarded.append((dlq.REPLAY_OF, first_origin.encode()))
+            await producer.send_and_wait(original, value=record.value, key=record.key, headers=forwarded)
             replayed += 1
     finally:
         await producer.stop()

@@ -42,23 +42,27 @@ async def publish(bootstrap: str, topic: str, letters: list[tuple[bytes, list[tu
         await producer.stop()
 
 
-async def read_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+async def read_records(bootstrap: str, topic: str, expected: int) -> list:
     """Read `topic` from its start until `expected` records arrived, and for one more second so that extra ones show."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
-    values: list[bytes] = []
+    found: list = []
     try:
         async def enough() -> bool:
             batch = await consumer.getmany(timeout_ms=200)
-            values.extend(record.value for records in batch.values() for record in records)
-            return len(values) >= expected
+            found.extend(record for records in batch.values() for record in records)
+            return len(found) >= expected
 
         await wait_until(enough, timeout_s=20, message=f"{expected} records on {topic}")
         batch = await consumer.getmany(timeout_ms=1000)
-        values.extend(record.value for records in batch.values() for record in records)
+        found.extend(record for records in batch.values() for record in records)
     finally:
         await consumer.stop()
-    return values
+    return found
+
+
+async def read_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    return [record.value for record in await read_records(bootstrap, topic, expected)]
 
 
 @pytest.fixture
@@ -96,6 +100,22 @@ async def test_replay_sends_each_original_once(infra, inbound):
     assert result.returncode == 0, result.stderr
     assert f"replayed 3 record(s) from {inbound}.dlq; skipped 3 duplicate dead letter(s)" in result.stderr
     assert sorted(values) == [b"no-position", b"offset-5", b"offset-6"]
+
+
+async def test_replay_of_a_replay_sent_once(infra, inbound):
+    bootstrap = infra.kafka_bootstrap_servers
+    first = dead_letter_headers(inbound, 5, "rejected", "consent")
+    # An earlier replay put the record at offset 9, where consent rejected it again.
+    again = [*dead_letter_headers(inbound, 9, "rejected", "consent"), (dlq.REPLAY_OF, f"{inbound}:0:5".encode())]
+    await publish(bootstrap, f"{inbound}.dlq", [(b"offset-5", first), (b"offset-5", again)])
+
+    result = run_replay(bootstrap, f"{inbound}.dlq")
+    records = await read_records(bootstrap, inbound, expected=1)
+
+    assert result.returncode == 0, result.stderr
+    assert f"replayed 1 record(s) from {inbound}.dlq; skipped 1 duplicate dead letter(s)" in result.stderr
+    assert [record.value for record in records] == [b"offset-5"]
+    assert dict(records[0].headers)[dlq.REPLAY_OF] == f"{inbound}:0:5".encode()
 
 
 async def test_replay_by_reason_skips_duplicates(infra, inbound):

@@ -18,6 +18,10 @@ ORIGINAL_OFFSET = "medgov-dlq-original-offset"
 CONSUMER_GROUP = "medgov-dlq-consumer-group"
 ATTEMPTS = "medgov-dlq-attempts"
 FAILED_AT = "medgov-dlq-failed-at"
+# Header on a replayed record: the topic, partition and offset of the record
+# first dead-lettered, as "topic:partition:offset". A dead letter keeps the
+# record's own headers, so a replay that fails again still names that record.
+REPLAY_OF = "medgov-replay-of"
 
 _MAX_ERROR_CHARS = 2000
 
