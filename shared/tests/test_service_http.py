@@ -135,7 +135,15 @@ async def test_bad_token_malformed_body_401(client):
     response = await client.post("/notes", content=b"{not json", headers=headers)
 
     assert response.status_code == 401
-    assert response.json()["detail"].startswith("invalid bearer token")
+    assert response.json()["detail"] == "invalid bearer token: not a JWT (three base64url parts: header, claims, signature)"
+
+
+async def test_token_of_three_odd_parts_401(client):
+    # Three parts that are not base64url JSON: PyJWT's own message named a codec error here.
+    response = await client.post("/notes", json={"text": "ok"}, headers={"Authorization": "Bearer abc.def.ghi"})
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "invalid bearer token: not a JWT (three base64url parts: header, claims, signature)"
 
 
 async def test_public_route_malformed_body_422(client):

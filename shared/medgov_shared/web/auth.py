@@ -47,6 +47,13 @@ class TokenVerifier:
             claims = jwt.decode(token, self._key, algorithms=self._algorithms, options={"require": ["sub", "exp"]})
         except jwt.ExpiredSignatureError:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bearer token expired; sign in again") from None
+        except jwt.InvalidSignatureError as error:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid bearer token: {error}") from None
+        except jwt.DecodeError:
+            # PyJWT's own text here names a codec or a padding error, not the token.
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "invalid bearer token: not a JWT (three base64url parts: header, claims, signature)"
+            ) from None
         except jwt.InvalidTokenError as error:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid bearer token: {error}") from None
         caller = claims["sub"]

@@ -130,7 +130,13 @@ async def revoke_consent(request: Request, body: RevokeConsent, principal: Patie
 
 
 def _acting_hospital(institution_id: str | None) -> str:
-    institution = all_institutions().get(institution_id or "")
+    if not institution_id:
+        raise ConsentRejected(
+            RejectionReason.UNKNOWN_INSTITUTION,
+            "missing; give the id of the hospital you act through, such as knuh",
+            path="institution_id",
+        )
+    institution = all_institutions().get(institution_id)
     if institution is None or institution.kind != "hospital":
         raise ConsentRejected(
             RejectionReason.UNKNOWN_INSTITUTION,

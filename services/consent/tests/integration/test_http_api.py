@@ -259,6 +259,7 @@ async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenari
         other_region_hospital = await client.post(
             "/v1/me/consents", json={"scope": {"kind": "all_research"}, "institution_id": "cnuh"}, headers=patient
         )
+        no_hospital = await client.post("/v1/me/consents", json={"scope": {"kind": "all_research"}}, headers=patient)
         unknown_consent = await client.post("/v1/me/revocations", json={"consent_id": "cns-nope"}, headers=patient)
         opt_out_without_hospital = await client.post("/v1/me/revocations", json={}, headers=patient)
 
@@ -268,6 +269,8 @@ async def test_dashboard_input_errors(service: Service, jwt_secret: str, scenari
     assert vendor_as_hospital.json()["detail"]["code"] == "unknown_institution"
     assert other_region_hospital.status_code == 422
     assert other_region_hospital.json()["detail"]["code"] == "institution_of_other_region"
+    assert no_hospital.status_code == 422
+    assert no_hospital.json()["detail"]["message"].startswith("institution_id: missing; give the id of the hospital")
     assert unknown_consent.status_code == 404
     assert unknown_consent.json()["detail"]["code"] == "unknown_consent"
     assert opt_out_without_hospital.status_code == 422
