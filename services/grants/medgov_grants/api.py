@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 from medgov_shared.contracts.institutions import all_institutions
 from medgov_shared.service import Service
@@ -47,6 +47,14 @@ REPORT_ROLES = ("fund_admin", "council", "operator")
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _reject_nul(cls, value: Any) -> Any:
+        # PostgreSQL's text refuses NUL, so the other services reject it, and grants rejects it alike.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text contains a NUL character (\\u0000)")
+        return value
 
 
 class ApplicationRequest(_Body):
@@ -108,7 +116,9 @@ def build_router(fund_service: FundService) -> APIRouter:
     ) -> dict[str, Any]:
         application = await read(request, lambda connection: fund_service.application(connection, application_id))
         if application is None or not _may_see(principal, application):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"tool grant application {application_id!r} not found")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": f"tool grant application {application_id!r} not found"}
+            )
         award = await read(request, lambda connection: fund_service.award(connection, f"tool-{application_id}"))
         return _application_json(application, award)
 
@@ -157,9 +167,15 @@ def build_router(fund_service: FundService) -> APIRouter:
             raise _http_error(error) from error
         shares = fund_service.configured_policy.fund.shares_percent
         split = {"fund_id": body.fund_id, "total_krw": total, "shares_percent": shares}
-        outcomes = await command(request, "allocate", {"split": split}, _actor(principal))
+        try:
+            outcomes = await command(request, "allocate", {"split": split}, _actor(principal))
+        except HTTPException as error:
+            # The same fund id with another total reaches the ledger, which names its posting instead of the fund.
+            if isinstance(error.detail, dict) and error.detail.get("code") == "conflicting_posting":
+                raise _already_allocated(body.fund_id) from error
+            raise
         if not outcomes:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"fund {body.fund_id!r} is already allocated")
+            raise _already_allocated(body.fund_id)
         return {"fund_id": body.fund_id, "pools_krw": outcomes[0].pools_krw, "payouts_released": len(outcomes) - 1}
 
     @router.get("/reports/pools")
@@ -209,6 +225,11 @@ def _may_see(principal: Principal, application: ToolGrantApplication) -> bool:
 
 def _regions() -> dict[str, str]:
     return {institution_id: item.region.value for institution_id, item in all_institutions().items()}
+
+
+def _already_allocated(fund_id: str) -> HTTPException:
+    message = f"fund {fund_id!r} is already allocated; a fund is allocated once, so give a new fund_id for new money"
+    return HTTPException(status.HTTP_409_CONFLICT, {"code": "already_allocated", "message": message})
 
 
 def _http_error(error: GrantsError) -> HTTPException:

@@ -252,6 +252,33 @@ async def test_tool_grant_over_http(grants_settings, input_topics, token, policy
     assert tools_pool == 200_000_000
 
 
+async def test_refusals_carry_codes(grants_settings, input_topics, token, policy_file) -> None:  # type: ignore[no-untyped-def]
+    settings = grants_settings(policy_file=policy_file(1_000_000_000))
+    vendor = token("applicant", institution="vendor-medvision", subject_id="dev-1")
+    admin = token("fund_admin", subject_id="admin-1")
+    fund_id = f"f-{uuid.uuid4().hex[:8]}"
+    application = {"application_id": "tga-nul", "vendor_id": "vendor-medvision", "title": "a\u0000b", "requested_krw": 1_000}
+
+    async with running(build_service(settings, consumes=input_topics.names)) as service:
+        await wait_for_allocation(service)
+        async with http_client(service) as client:
+            first = await client.post("/fund/allocations", json={"fund_id": fund_id, "total_krw": 1_000_000}, headers=admin)
+            same_total = await client.post("/fund/allocations", json={"fund_id": fund_id, "total_krw": 1_000_000}, headers=admin)
+            other_total = await client.post("/fund/allocations", json={"fund_id": fund_id, "total_krw": 2_000_000}, headers=admin)
+            missing = await client.get("/tool-grants/applications/tga-none", headers=admin)
+            nul_title = await client.post("/tool-grants/applications", json=application, headers=vendor)
+
+    assert first.status_code == 201
+    for repeated in (same_total, other_total):
+        assert repeated.status_code == 409
+        assert repeated.json()["detail"]["code"] == "already_allocated"
+        assert f"fund '{fund_id}' is already allocated" in repeated.json()["detail"]["message"]
+    assert missing.status_code == 404
+    assert missing.json()["detail"]["code"] == "not_found"
+    assert nul_title.status_code == 422
+    assert "NUL character" in nul_title.text
+
+
 async def test_concurrent_payouts_never_overdraw(grants_settings, input_topics, token, policy_file) -> None:  # type: ignore[no-untyped-def]
     # The tools pool gets 30% of 1,000,000,000 KRW, enough for three 100,000,000 KRW tranches.
     settings = grants_settings(policy_file=policy_file(1_000_000_000))
