@@ -14,6 +14,7 @@ because a later ack would commit past a skipped event.
 """
 
 import asyncio
+import logging
 import statistics
 from urllib.parse import urlsplit, urlunsplit
 
@@ -118,7 +119,9 @@ def broker_for(kafka: KafkaClientSettings) -> KafkaBroker:
         scram = SASLScram512 if kafka.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
         security = scram(options["sasl_plain_username"], options["sasl_plain_password"],
                          ssl_context=options.get("ssl_context"), use_ssl=kafka.kafka_security_protocol == "SASL_SSL")
-    return KafkaBroker(kafka.kafka_bootstrap_servers, security=security)
+    # FastStream logs "Received" and "Processed" for every message at the broker's level,
+    # two lines per event, so they go to debug; errors keep their own level.
+    return KafkaBroker(kafka.kafka_bootstrap_servers, security=security, log_level=logging.DEBUG)
 
 
 def build_app(broker: KafkaBroker, pool: asyncpg.Pool, group: str = DEFAULT_GROUP) -> FastStream:

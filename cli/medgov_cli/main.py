@@ -289,9 +289,9 @@ def token(
         # The services reject a token with any unknown role, so signing one would only defer the error.
         raise typer.BadParameter(f"unknown role {', '.join(unknown)}; known roles: {', '.join(sorted(ROLES))}", param_hint="'--role'")
     # The services reject these too, each on the first request that needs the claim.
-    if "patient" in role and not (patient_subject and is_pseudonym(patient_subject)):
+    if ("patient" in role or patient_subject is not None) and not (patient_subject and is_pseudonym(patient_subject)):
         raise typer.BadParameter(
-            "a token with the role patient needs the patient's keyed pseudonym, such as daegu.k1.<64 hex digits>",
+            "must be the patient's keyed pseudonym, such as daegu.k1.<64 hex digits>; the role patient needs one",
             param_hint="'--patient-subject'",
         )
     acting_for_institution = sorted(set(role) & ROLES_OF_AN_INSTITUTION)

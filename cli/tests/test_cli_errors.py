@@ -347,7 +347,8 @@ def test_token_without_caller_rejected(environment, sub):
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        (["--role", "patient"], "Invalid value for '--patient-subject': a token with the role patient needs"),
+        (["--role", "patient"], "Invalid value for '--patient-subject': must be the patient's"),
+        (["--role", "irb_reviewer", "--patient-subject", "daegu.k1.abc"], "Invalid value for '--patient-subject': must be"),
         (["--role", "patient", "--patient-subject", "p-1001"], "Invalid value for '--patient-subject'"),
         (["--role", "hospital", "--institution", "nosuch"], "Invalid value for '--institution': unknown institution 'nosuch'"),
         (["--role", "hospital"], "Invalid value for '--institution': a token with the role hospital"),

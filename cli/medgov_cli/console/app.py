@@ -143,7 +143,7 @@ def create_console(urls: dict[str, str], jwt_secret: str,
         }}
 
     @app.get("/api/search")
-    async def search(q: str = Query(default="", max_length=200)) -> dict:
+    async def search(q: str = Query(default="", max_length=500)) -> dict:  # the catalog's own limit
         data = await clients.get("catalog", "/datasets", q=q or None, limit=50)
         items = data["results"]
         return {"items": [

@@ -106,8 +106,20 @@ function table(headers, rows) {
 
 async function load(path) {
   const response = await fetch(path);
-  if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+  if (!response.ok) throw new Error(`${response.status}: ${describeError(await response.text())}`);
   return response.json();
+}
+
+// The message of an error body, without the input it may echo: FastAPI's list gives each problem's msg.
+function describeError(body) {
+  try {
+    const detail = JSON.parse(body).detail;
+    if (Array.isArray(detail)) return detail.map((item) => item.msg).join("; ");
+    if (detail && typeof detail === "object") return detail.message ?? JSON.stringify(detail);
+    return String(detail ?? body);
+  } catch {
+    return body.slice(0, 200);
+  }
 }
 
 function failure(panel, error) {
