@@ -80,6 +80,15 @@ async def test_body_over_limit_413(client, operator):
     assert f"limit of {LIMIT} bytes" in response.json()["detail"]
 
 
+async def test_anonymous_body_over_limit_401(client):
+    body = b'{"text": "' + b"x" * LIMIT + b'"}'
+
+    response = await client.post("/notes", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "missing bearer token"
+
+
 async def test_chunked_body_over_limit_413(client, operator):
     async def chunks():
         yield b'{"text": "'

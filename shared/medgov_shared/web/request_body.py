@@ -100,7 +100,13 @@ class RequestBodyGuard:
             if checked or not _parses_json_body(route):
                 return await receive()
             checked = True
-            body = await self._read(Request(scope), receive, _limit(route, self.max_body_bytes))
+            try:
+                body = await self._read(Request(scope), receive, _limit(route, self.max_body_bytes))
+            except HTTPException as error:
+                if error.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
+                    # As for a malformed body, a caller without a valid token gets 401 first.
+                    self._authenticate(route, Request(scope))
+                raise
             self._check(route, Request(scope), body)
             return {"type": "http.request", "body": body, "more_body": False}
 
