@@ -126,3 +126,19 @@ def test_record_not_utf8_named(value: bytes, expected: str) -> None:
     assert letter is not None
     assert letter.reason == "invalid_envelope"
     assert letter.error == f"not a valid CloudEvent: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"this is not json", "not a valid CloudEvent: not JSON (expected ident at line 1 column 2)"),
+        (b'{"specversion": "1.0"', "not a valid CloudEvent: not JSON (EOF while parsing an object at line 1 column 21)"),
+    ],
+)
+def test_record_not_json_named(value: bytes, expected: str) -> None:
+    _, payload, letter = CONSUMER._parse(consumer_record(FuzzRecord("medgov.inbound.knuh.v1", value)))
+
+    assert payload is None
+    assert letter is not None
+    assert letter.reason == "invalid_envelope"
+    assert letter.error == expected

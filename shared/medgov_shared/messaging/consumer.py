@@ -708,6 +708,11 @@ class EventConsumer:
             if problem is not None:
                 # pydantic names a code point and a column here, not the byte that is wrong.
                 return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {problem}; send JSON as UTF-8", 1)
+            first = error.errors()[0]
+            if first["type"] == "json_invalid":
+                # pydantic words it "<root>: Invalid JSON: ..."; the sender needs to hear that the message is no JSON.
+                syntax = str(first["msg"]).removeprefix("Invalid JSON: ")
+                return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: not JSON ({syntax})", 1)
             return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {describe_validation_error(error)}", 1)
         except ValueError as error:
             return None, None, DeadLetter("invalid_envelope", f"not a valid CloudEvent: {error}", 1)
