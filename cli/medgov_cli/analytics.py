@@ -119,8 +119,8 @@ def broker_for(kafka: KafkaClientSettings) -> KafkaBroker:
         scram = SASLScram512 if kafka.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
         security = scram(options["sasl_plain_username"], options["sasl_plain_password"],
                          ssl_context=options.get("ssl_context"), use_ssl=kafka.kafka_security_protocol == "SASL_SSL")
-    # FastStream logs "Received" and "Processed" for every message at the broker's level,
-    # two lines per event, so they go to debug; errors keep their own level.
+    # FastStream logs "Received" and "Processed" for every message at the broker's level.
+    # At debug, these two lines per event stay out of the output, and errors keep their own level.
     return KafkaBroker(kafka.kafka_bootstrap_servers, security=security, log_level=logging.DEBUG)
 
 

@@ -15,9 +15,10 @@ from medgov_cli.demo.stack import DEFAULT_CONSOLE_PORT
 from medgov_cli.output import report_console, result_console
 from medgov_cli.publisher import HospitalPublisher, PublishReport, Rejected, staged_file
 from medgov_cli.settings import BrokerUnavailable, PublisherSettings, environment_variable
-from medgov_cli.subjects import TOO_DEEP, decode_utf8, json_type_name, local_patient_ids, parse_json, read_bytes
+from medgov_cli.subjects import TOO_DEEP, json_type_name, local_patient_ids, parse_json, read_bytes
 from medgov_shared.contracts.events.inbound import RecordConsent
 from medgov_shared.contracts.types import LegalBasis
+from medgov_shared.utf8 import decode_utf8
 
 app = typer.Typer(help="medgov: governed access to hospital data for medical AI.", no_args_is_help=True)
 publish_app = typer.Typer(help="Send a hospital's commands to its inbound topic.", no_args_is_help=True)

@@ -5,7 +5,6 @@ resources, Bundles and NDJSON bulk exports. DICOM: PatientID of each instance.
 Every problem with a file raises ValueError whose message starts with the path.
 """
 
-import codecs
 import json
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medgov_shared.utf8 import utf8_problem
+from medgov_shared.utf8 import decode_utf8
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 # The catalog's default limits (max_json_document_bytes, max_ndjson_line_bytes):
@@ -80,20 +79,6 @@ def parse_json(text: str) -> Any:
             raise
         # Python refuses integers of more than 4,300 digits by default (sys.get_int_max_str_digits).
         raise ValueError(f"not JSON this reader takes (a number with more than {sys.get_int_max_str_digits():,} digits)") from None
-
-
-def decode_utf8(data: bytes) -> str:
-    """Decode UTF-8 text; binary data raises ValueError naming the first invalid byte and its offset.
-
-    A UTF-8 byte-order mark, which Windows editors write, is dropped. Text
-    that starts with a UTF-16 or UTF-32 byte-order mark (the little-endian
-    UTF-32 mark starts with UTF-16's) raises ValueError saying so. Notepad's
-    "Unicode" is UTF-16.
-    """
-    try:
-        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{utf8_problem(data)}; save the file as UTF-8") from None
 
 
 def read_bytes(path: Path, limit: int = MAX_JSON_DOCUMENT_BYTES) -> bytes:

@@ -1,4 +1,4 @@
-"""Descriptions of bytes that were meant as UTF-8 text and are not, in words a sender can act on."""
+"""UTF-8 text from bytes, and descriptions of bytes meant as UTF-8 that are not, in words a sender can act on."""
 
 import codecs
 
@@ -20,3 +20,15 @@ def utf8_problem(data: bytes) -> str | None:
     except UnicodeDecodeError as error:
         return f"not UTF-8 text (invalid byte 0x{data[error.start]:02x} at offset {error.start})"
     return None
+
+
+def decode_utf8(data: bytes) -> str:
+    """Decode the bytes of a file as UTF-8 text, dropping a UTF-8 byte-order mark, which Windows editors write.
+
+    Bytes that are not UTF-8 raise ValueError with utf8_problem's description
+    and the advice to save the file as UTF-8.
+    """
+    try:
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{utf8_problem(data)}; save the file as UTF-8") from None

@@ -175,11 +175,9 @@ def _body_problem(content_type: str | None, body: bytes) -> HTTPException | None
     if not is_json_media_type(content_type):
         return HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                              f"unsupported content type {content_type!r}; send the body as application/json")
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
+    problem = utf8_problem(body)
+    if problem is not None:
         # orjson's own message for this names a surrogate and line 1, column 1, wherever the byte is.
-        problem = utf8_problem(body)
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid JSON body: {problem}; send JSON as UTF-8")
     try:
         value = orjson.loads(body)

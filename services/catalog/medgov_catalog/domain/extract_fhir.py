@@ -26,7 +26,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from medgov_shared.fhir_json import find_number_for_time
-from medgov_shared.utf8 import utf8_problem
+from medgov_shared.utf8 import decode_utf8
 
 from medgov_catalog.domain.clinical_dates import clinical_date_bounds
 from medgov_catalog.domain.figures import DateRange, FileFigures, FileReading, subject_key
@@ -78,10 +78,9 @@ def read_fhir_ndjson(path: Path, name: str, limits: FileLimits) -> FileReading:
 def _parse_json(raw: bytes, name: str, where: str) -> dict[str, Any]:
     """Parse one JSON document; `where` is "" for a whole file or " line N" for an NDJSON line."""
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        problem = utf8_problem(raw)
-        raise FileRejected(RejectionReason.INVALID_JSON, f"'{name}'{where}: {problem}; save the file as UTF-8") from None
+        text = decode_utf8(raw)
+    except ValueError as error:
+        raise FileRejected(RejectionReason.INVALID_JSON, f"'{name}'{where}: {error}") from None
     try:
         value = json.loads(text, parse_float=Decimal, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as error:
