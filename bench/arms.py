@@ -276,6 +276,7 @@ async def measure(run: ServiceRun, progress: Progress, *, warmup: int, events: i
     """Poll until warm-up plus timed events are committed; return the samples that bracket the timed events."""
     total = warmup + events
     started: Sample | None = None
+    before_analyze: Sample | None = None
     analyzed = False
     last_change = time.monotonic()
     last_processed = 0
@@ -287,12 +288,15 @@ async def measure(run: ServiceRun, progress: Progress, *, warmup: int, events: i
             raise InfrastructureDisturbed(f"{run.spec.name}: broker unreachable while timing: {error}") from error
         if not analyzed and processed >= warmup:
             # Timing starts after the warm-up's rows have given the planner its statistics (see database.analyze).
+            before_analyze = Sample(time.monotonic(), processed, run.cpu_s())
             await database.analyze(run.database_name)
             analyzed = True
             continue
         now = Sample(time.monotonic(), processed, run.cpu_s())
         if started is None and analyzed:
-            started = now
+            # A short run can apply all its events while ANALYZE runs. Its window then
+            # starts before ANALYZE, which is better than a window with no events.
+            started = now if processed < total else before_analyze
         if processed >= total:
             assert started is not None
             return started, now
